@@ -1,0 +1,208 @@
+"""Config sections for the node spine: node, model, tasks, generation, trainer, rewards.
+
+The swarm's sections live in ``swarm.py`` (owned by the swarm subsystem). Bounds live on every number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from swarmrl.config.base import Section
+
+EMBEDDED_MODEL = "tiny-default"
+
+
+class NodeSection(Section):
+    name: str = Field("node", description="Human-readable node name (logs, metrics target label).")
+    data_dir: Path = Field(
+        Path("./swarm-data"), description="Directory for checkpoints, journal, identity key and caches."
+    )
+    seed: int = Field(0, ge=0, description="Seed for this node's RNGs (tasks, sampling, model init).")
+    rounds: int = Field(200, ge=0, description="Rounds to run before a clean stop; 0 runs until stopped.")
+    checkpoint_every: int = Field(
+        1, ge=1, description="Write an atomic checkpoint every K rounds (a kill loses at most K-1 rounds)."
+    )
+    keep_checkpoints: int = Field(3, ge=1, le=100, description="Checkpoints kept on disk (oldest removed).")
+    metrics_host: str = Field("127.0.0.1", description="Address of the /metrics and /healthz endpoint.")
+    metrics_port: int = Field(
+        9400, ge=-1, le=65535, description="Port of /metrics and /healthz; 0 picks a free port, -1 disables."
+    )
+    control_port: int = Field(
+        0,
+        ge=-1,
+        le=65535,
+        description="Port of the gRPC control service (127.0.0.1 only; `swarm-node status|peers`); "
+        "0 picks a free port, -1 disables.",
+    )
+    eval_every: int = Field(
+        20,
+        ge=0,
+        le=1_000_000,
+        description="Greedy exact-match evaluation on held-out questions every N rounds.",
+    )
+    record_rollouts: bool = Field(
+        True, description="Keep the text of every trained group in rollouts.log (for `rewards compare`)."
+    )
+    threads: int = Field(0, ge=0, le=512, description="torch CPU threads; 0 uses all cores of this machine.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="'text' for terminals, 'json' for one JSON object per line (log collectors)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    progress: Literal["auto", "rich", "plain"] = Field(
+        "auto", description="Live progress: 'rich' display on a TTY, 'plain' lines; 'auto' picks by TTY."
+    )
+
+
+class TinyModelSection(Section):
+    """Architecture and warm start of the embedded default model (used when model.name is tiny-default)."""
+
+    hidden_size: int = Field(128, ge=8, le=4096, description="Hidden size of the tiny Qwen2-style model.")
+    layers: int = Field(2, ge=1, le=48, description="Transformer layers.")
+    heads: int = Field(4, ge=1, le=64, description="Attention heads (must divide hidden_size).")
+    intermediate_size: int = Field(256, ge=8, le=16384, description="MLP width.")
+    warmstart_steps: int = Field(
+        40, ge=0, le=100000, description="Supervised warm-start steps on generated task solutions."
+    )
+    warmstart_batch: int = Field(64, ge=1, le=4096, description="Warm-start batch size.")
+    warmstart_lr: float = Field(3e-3, gt=0, le=1.0, description="Warm-start learning rate (AdamW).")
+    warmstart_examples: int = Field(
+        2000, ge=10, le=10_000_000, description="Distinct generated solutions used for the warm start."
+    )
+    warmstart_sources: list[TaskSourceSpec] | None = Field(
+        None,
+        description="Task mix of the warm start (e.g. mostly one family); None uses tasks.sources.",
+    )
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> TinyModelSection:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
+        return self
+
+
+def _looks_like_path(value: str) -> bool:
+    """Hub ids are 'name' or 'org/name'; anything rooted or deeper is a filesystem path."""
+    return value.startswith(("/", "./", "../", "~", ".")) or value.count("/") > 1
+
+
+class ModelSection(Section):
+    name: str = Field(
+        EMBEDDED_MODEL,
+        description="'tiny-default' (built locally), a Hugging Face hub id ('org/name') or a local directory.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="'auto' is float32 on CPU and bfloat16 on CUDA."
+    )
+    trust_remote_code: bool = Field(False, description="Allow custom model code from the hub (off: safer).")
+    lora_rank: int = Field(
+        0, ge=0, le=1024, description="LoRA rank (peft) for big models; 0 trains all weights."
+    )
+    tiny: TinyModelSection = Field(default_factory=TinyModelSection)
+
+    @field_validator("name")
+    @classmethod
+    def _model_exists(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty; use 'tiny-default', a hub id or a local directory")
+        if value == EMBEDDED_MODEL:
+            return value
+        if _looks_like_path(value) or Path(value).expanduser().exists():
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise ValueError(
+                    f"model path '{value}' does not exist; pass an existing directory or a hub id"
+                )
+            if not (path / "config.json").is_file():
+                raise ValueError(
+                    f"model directory '{value}' has no config.json; save it with model.save_pretrained()"
+                )
+            return value
+        if value.count("/") > 1 or " " in value:
+            raise ValueError(f"'{value}' is neither a hub id ('org/name') nor an existing directory")
+        return value
+
+
+class TaskSourceSpec(Section):
+    source: Literal["arithmetic", "multistep", "reasoning_gym"] = Field(
+        "arithmetic", description="Task source: built-in 'arithmetic', 'multistep', or 'reasoning_gym'."
+    )
+    dataset: str = Field("add", description="Dataset inside the source (reasoning-gym dataset name).")
+    config: dict[str, Any] = Field(default_factory=dict, description="Dataset configuration.")
+    weight: float = Field(1.0, gt=0, description="Relative sampling weight among the sources.")
+
+
+class TasksSection(Section):
+    sources: list[TaskSourceSpec] = Field(
+        default_factory=lambda: [TaskSourceSpec()], min_length=1, description="Task sources to sample from."
+    )
+    seed: int = Field(1234, ge=0, description="Dataset seed shared by the swarm (part of every TaskRef).")
+    size: int = Field(1_000_000, ge=1, description="Items per dataset (indices wrap around).")
+    eval_questions: int = Field(64, ge=0, le=100_000, description="Held-out questions for greedy eval.")
+
+
+class GenerationSection(Section):
+    backend: Literal["hf", "vllm"] = Field("hf", description="'hf' (transformers) or 'vllm' (GPU only).")
+    num_completions: int = Field(8, ge=1, le=1024, description="G: completions sampled per question.")
+    temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_new_tokens: int = Field(8, ge=1, le=65536, description="Maximum generated tokens per completion.")
+
+
+class TrainerSection(Section):
+    lr: float = Field(3e-4, gt=0, le=1.0, description="Adam learning rate for the GRPO updates.")
+    weight_decay: float = Field(0.0, ge=0, le=1.0, description="AdamW weight decay.")
+    clip_low: float = Field(
+        0.2, ge=0, le=1.0, description="PPO clip epsilon below 1 (ratio >= 1 - clip_low)."
+    )
+    clip_high: float = Field(
+        0.28, ge=0, le=10.0, description="PPO clip epsilon above 1 (ratio <= 1 + clip_high)."
+    )
+    kl_coef: float = Field(0.0, ge=0, le=100.0, description="Weight of the KL penalty to a frozen reference.")
+    advantage: Literal["grpo", "dr_grpo", "rloo", "batch_std"] = Field(
+        "grpo", description="Advantage estimator: grpo (z-score), dr_grpo (no std), rloo, batch_std."
+    )
+    loss_agg: Literal["token_mean", "seq_mean", "constant"] = Field(
+        "token_mean", description="Loss aggregation over tokens."
+    )
+    updates_per_round: int = Field(2, ge=1, le=64, description="Optimizer steps per round (minibatches).")
+    micro_batch: int = Field(
+        64, ge=1, le=65536, description="Sequences per forward pass (gradient accumulation)."
+    )
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    max_staleness: int = Field(
+        0, ge=0, le=64, description="Policy versions generation may run ahead of training (0 = synchronous)."
+    )
+
+
+class RewardSpec(Section):
+    name: str = Field(description="Registered reward module name (see `swarm-node rewards list`).")
+    weight: float = Field(1.0, description="Weight in the combined reward.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Module parameters.")
+
+
+class RewardsSection(Section):
+    modules: list[RewardSpec] = Field(
+        default_factory=lambda: [RewardSpec(name="exact_match", weight=1.0)],
+        min_length=1,
+        description="Reward modules combined by weighted sum into the training reward.",
+    )
+    report: list[str] = Field(
+        default_factory=lambda: ["exact_match"],
+        description="Extra modules scored for metrics only (exact-match accuracy is always reported).",
+    )
+    combine: dict[str, Any] | None = Field(
+        None,
+        description="Combination: {mode: weighted_sum|lsc_and|par|ensemble|gate, ...}; default weighted sum.",
+    )
+    credit: dict[str, Any] | None = Field(
+        None,
+        description="Credit assignment of step rewards: {mode: returns|strict_min|raw|sum_to_outcome, baseline}.",
+    )
+    segment: dict[str, Any] | None = Field(
+        None,
+        description="Step segmentation: {rule: regex|separator|lines|none, ...}; default ';' or blank line.",
+    )

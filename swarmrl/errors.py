@@ -1,0 +1,59 @@
+"""Errors raised by swarmrl. Every message says what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class SwarmRLError(Exception):
+    """Root of every error swarmrl raises on purpose."""
+
+
+class ConfigError(SwarmRLError):
+    """A configuration value is invalid. ``field`` is the dotted path of the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"config error at '{field}': {message}")
+
+
+class TaskError(SwarmRLError):
+    """A task source cannot produce or regenerate a task."""
+
+
+class ModelError(SwarmRLError):
+    """A policy model or tokenizer cannot be loaded or built."""
+
+
+class RewardError(SwarmRLError):
+    """A reward module is unknown, misconfigured or returned malformed output."""
+
+
+class CheckpointError(SwarmRLError):
+    """A checkpoint is missing, truncated or corrupt."""
+
+
+class JournalError(SwarmRLError):
+    """The journal cannot be written or read."""
+
+
+class ProtocolError(SwarmRLError):
+    """A wire message is malformed, oversized, unsigned or otherwise invalid.
+
+    ``reason`` is the short label used in ``swarmrl_rollouts_rejected_total{reason=...}``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}: {message}")
+
+
+class IdentityError(SwarmRLError):
+    """The node's identity key file is missing, unreadable, unsafe or not an ed25519 key."""
+
+
+class TransportError(SwarmRLError):
+    """A transport (libp2p, gRPC, memory) failed to start or to send."""
+
+
+class NodeError(SwarmRLError):
+    """The node daemon cannot start or continue."""

@@ -1,0 +1,1 @@
+"""The daemon: wires tasks, trainer, rewards and swarm; lifecycle, metrics, journal, checkpoints."""

@@ -1,0 +1,411 @@
+"""The SAPO experiment: does sharing rollouts help, for which split of the per-round budget, and when?
+
+N real nodes (``swarmrl.node.node.Node``, the full round loop) run in one process on one asyncio loop, joined
+by the in-memory transport (or by libp2p on loopback with ``transport="libp2p"``). Each node has its own tiny
+policy, its own seed and its own strength: node ``i`` is warm-started mostly on task family ``i`` (add, sub,
+mul, mixed) and then trains on all of them. For every *arm* (a split I/J of the per-round budget of B trained
+groups, a sampling strategy, the "8/0 filtered" control, the ``adaptive`` sampler) and every seed the same
+nodes start from the same warm-started weights and run the same number of rounds, so arms are compared
+pairwise per seed.
+
+Fairness: the budget is the number of groups a node trains on per round. With ``fill_with_local`` (default)
+a node whose pool holds fewer useful external groups than J generates the shortfall itself, so every arm
+trains on B groups per round and the realised J is reported next to the nominal one. Every node shares all
+the groups it generates. The one exception is the control "B/0 filtered": own zero-advantage groups are
+dropped and not replaced (that is the filter whose effect it isolates).
+
+One *unit* of work is (regime, seed): all arms of that seed run one after another in one worker process and
+share the warm-started models (cached per node). Units run in ``workers`` processes. The report (tables,
+JSON, plot) is made by ``swarmrl.node.experiment_report``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import shutil
+import socket
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+from swarmrl.errors import ConfigError, NodeError
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("add", "sub", "mul", "mixed")
+#: Per-round journal fields kept per node (columnar lists in the results JSON; round_seconds as a median).
+SERIES = (
+    "reward_mean",
+    "trained_reward_mean",
+    "zero_variance_fraction",
+    "local_groups",
+    "external_groups",
+    "round_seconds",
+)
+Transport = Literal["memory", "libp2p"]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way of spending the per-round budget: I own groups, J external groups, a sampler."""
+
+    name: str
+    local: int
+    external: int
+    strategy: str = "nonzero_advantage_uniform"
+    filter_local: bool = False
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Signal density: completions per question and warm-start strength (supervised steps)."""
+
+    name: str
+    completions: int
+    warmstart_steps: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that determines a run of the experiment (written into the JSON)."""
+
+    out: Path
+    rounds: int = 120
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    nodes: int = 4
+    budget: int = 8
+    arms: tuple[Arm, ...] = ()
+    regimes: tuple[Regime, ...] = ()
+    transport: Transport = "memory"
+    workers: int = 2
+    fill_with_local: bool = True
+    hidden_size: int = 64
+    layers: int = 1
+    max_new_tokens: int = 4
+    eval_questions: int = 32
+    warmstart_focus: float = 0.7
+    lr: float = 1e-3
+    ma_window: int = 10
+    smoke: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_arms(budget: int = 8) -> tuple[Arm, ...]:
+    """The paper's splits (B/0 .. 2/B-2 in steps of 2), the filtered control, the other samplers at the
+    even split, and the adaptive sampler (J chosen each round between 0 and B/2)."""
+    if budget < 2 or budget % 2:
+        raise ConfigError("--budget", f"the per-round budget must be an even number >= 2, got {budget}")
+    half = budget // 2
+    arms = [Arm(f"{budget}/0", budget, 0), Arm(f"{budget}/0 filtered", budget, 0, filter_local=True)]
+    arms += [Arm(f"{budget - j}/{j}", budget - j, j) for j in range(2, budget, 2)]
+    arms += [
+        Arm(f"{half}/{half} uniform", half, half, "uniform"),
+        Arm(f"{half}/{half} top_reward", half, half, "top_reward"),
+        Arm("adaptive", half, half, "adaptive"),
+    ]
+    return tuple(arms)
+
+
+def default_regimes() -> tuple[Regime, ...]:
+    return (
+        Regime("sparse", completions=4, warmstart_steps=40),
+        Regime("dense", completions=8, warmstart_steps=160),
+    )
+
+
+def smoke_settings(out: Path, transport: Transport = "memory") -> Settings:
+    """A pipeline check for CI: 2 nodes, 3 arms, 2 seeds, a few rounds, both regimes (well under 2 min)."""
+    arms = (Arm("4/0", 4, 0), Arm("2/2", 2, 2), Arm("adaptive", 2, 2, "adaptive"))
+    regimes = (Regime("sparse", 2, 5), Regime("dense", 4, 10))
+    return Settings(
+        out=out,
+        rounds=4,
+        seeds=(0, 1),
+        nodes=2,
+        budget=4,
+        arms=arms,
+        regimes=regimes,
+        transport=transport,
+        workers=1,
+        hidden_size=16,
+        layers=1,
+        max_new_tokens=3,
+        eval_questions=4,
+        ma_window=2,
+        smoke=True,
+    )
+
+
+# -- configs ----------------------------------------------------------------------------------------------
+def node_seed(seed: int, index: int) -> int:
+    return seed * 1000 + index
+
+
+def warmstart_mix(index: int, focus: float) -> list[dict[str, Any]]:
+    """Node ``index`` is warm-started with share ``focus`` on family ``index`` and the rest spread evenly."""
+    own = FAMILIES[index % len(FAMILIES)]
+    rest = (1.0 - focus) / (len(FAMILIES) - 1)
+    return [{"dataset": f, "weight": focus if f == own else rest} for f in FAMILIES]
+
+
+def node_config(
+    s: Settings, regime: Regime, arm: Arm, seed: int, index: int, data_dir: Path, swarm: dict[str, Any]
+) -> dict[str, Any]:
+    """The NodeConfig (as a dict) of node ``index`` in one arm; identical across arms but for sampling."""
+    hidden = s.hidden_size
+    return {
+        "node": {
+            "name": f"n{index}",
+            "data_dir": str(data_dir),
+            "seed": node_seed(seed, index),
+            "rounds": s.rounds,
+            "eval_every": 0,
+            "threads": 1,
+            "metrics_port": -1,
+            "checkpoint_every": max(1, s.rounds),
+            "keep_checkpoints": 1,
+            "record_rollouts": False,
+            "progress": "plain",
+            "log_level": "warning",
+        },
+        "model": {
+            "tiny": {
+                "hidden_size": hidden,
+                "layers": s.layers,
+                "heads": 4 if hidden % 4 == 0 else 1,
+                "intermediate_size": 2 * hidden,
+                "warmstart_steps": regime.warmstart_steps,
+                "warmstart_sources": warmstart_mix(index, s.warmstart_focus),
+            }
+        },
+        "tasks": {"sources": [{"dataset": f} for f in FAMILIES], "eval_questions": s.eval_questions},
+        "generation": {"num_completions": regime.completions, "max_new_tokens": s.max_new_tokens},
+        "trainer": {"lr": s.lr},
+        "sampling": {
+            "local_groups": arm.local,
+            "external_groups": arm.external,
+            "strategy": arm.strategy,
+            "filter_local": arm.filter_local,
+            "fill_with_local": s.fill_with_local,
+        },
+        "swarm": {
+            **swarm,
+            "publish_groups": s.budget,
+            "max_publish_per_second": 10_000.0,
+            "rate": {"messages_per_second": 10_000.0, "burst": 10_000},
+            "pool": {"per_peer_share": 1.0},
+        },
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _swarm_sections(s: Settings, dirs: list[Path]) -> list[dict[str, Any]]:
+    """Per-node swarm sections: the memory hub, or libp2p on loopback with every node dialling node 0."""
+    if s.transport == "memory":
+        return [{"transport": "memory"} for _ in dirs]
+    from swarmrl.swarm.identity import Identity
+
+    ports = [_free_port() for _ in dirs]
+    boot_id = Identity.load_or_create(dirs[0] / "identity.key").peer_id_text
+    boot = f"/ip4/127.0.0.1/tcp/{ports[0]}/p2p/{boot_id}"
+    return [
+        {
+            "transport": "libp2p",
+            "listen_port": port,
+            "peer_cache_file": "",
+            "bootstrap_peers": [] if i == 0 else [boot],
+        }
+        for i, port in enumerate(ports)
+    ]
+
+
+# -- running ----------------------------------------------------------------------------------------------
+def _node_class() -> Any:
+    from swarmrl.node.node import Node
+
+    class SerialStartNode(Node):
+        """A Node whose set-up waits for the other nodes' set-ups: transformers' model loading patches
+        module-level state (meta-device init), so two loads in concurrent threads of one process break."""
+
+        def __init__(self, cfg: Any, hub: Any, lock: asyncio.Lock) -> None:
+            super().__init__(cfg, hub=hub)
+            self._setup_lock = lock
+
+        async def start(self) -> None:
+            async with self._setup_lock:
+                await super().start()
+
+    return SerialStartNode
+
+
+async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> list[dict[str, Any]]:
+    """Run the nodes of one arm to the end; return per node its journal and final greedy accuracy."""
+    from swarmrl.config import NodeConfig
+    from swarmrl.node.journal import read_journal
+    from swarmrl.swarm.memory import MemoryHub
+
+    hub = MemoryHub() if transport == "memory" else None
+    lock = asyncio.Lock()
+    node_cls = _node_class()
+    nodes = [node_cls(NodeConfig.model_validate(c), hub, lock) for c in configs]
+    await asyncio.gather(*(n.run() for n in nodes))
+    out = []
+    for n in nodes:
+        accuracy = await asyncio.to_thread(n.evaluate)
+        records = [r for r in read_journal(n.data_dir / "journal.log") if r.get("kind") == "round"]
+        series: dict[str, Any] = {
+            key: [round(float(r[key]), 4) for r in records] for key in SERIES if key != "round_seconds"
+        }
+        series["round_seconds"] = statistics.median([r["round_seconds"] for r in records]) if records else 0.0
+        out.append({"name": n.cfg.node.name, "eval_accuracy": round(accuracy, 4), **series})
+    return out
+
+
+def run_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any]:
+    """All arms of one (regime, seed): same nodes, same warm-started weights, one arm after another."""
+    _quiet_logs()
+    unit = s.out / "runs" / f"{regime.name}-seed{seed}"
+    models = unit / "models"
+    results: dict[str, Any] = {}
+    for arm in s.arms:
+        t0 = time.perf_counter()
+        arm_dir = unit / _slug(arm.name)
+        shutil.rmtree(arm_dir, ignore_errors=True)
+        dirs = [arm_dir / f"n{i}" for i in range(s.nodes)]
+        for d in dirs:
+            (models / d.name).mkdir(parents=True, exist_ok=True)
+            d.mkdir(parents=True)
+            (d / "models").symlink_to((models / d.name).resolve(), target_is_directory=True)
+        swarm = _swarm_sections(s, dirs)
+        cfgs = [node_config(s, regime, arm, seed, i, d, swarm[i]) for i, d in enumerate(dirs)]
+        nodes = asyncio.run(_run_nodes(cfgs, s.transport))
+        results[arm.name] = {"nodes": nodes, "seconds": time.perf_counter() - t0}
+        log.warning("%s seed %d %-22s %.0fs", regime.name, seed, arm.name, time.perf_counter() - t0)
+        if not s.smoke:
+            for d in dirs:  # keep the shared models, drop checkpoints and journals (summarised above)
+                shutil.rmtree(d, ignore_errors=True)
+    return {"regime": regime.name, "seed": seed, "arms": results}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def _quiet_logs() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    for name in ("swarmrl", "transformers", "libp2p", "multiaddr", "trio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger(__name__).setLevel(logging.WARNING)
+
+
+def run_experiment(s: Settings) -> dict[str, Any]:
+    """Run every (regime, seed) unit, then write ``sapo-results.json``, ``sapo-table.md`` and
+    ``sapo-reward.png`` into ``s.out``; returns the results document."""
+    from swarmrl.node.experiment_report import write_report
+
+    if not s.arms or not s.regimes or not s.seeds:
+        raise ConfigError("experiment", "needs at least one arm, one regime and one seed")
+    if s.arms[0].external != 0 or s.arms[0].filter_local:
+        raise ConfigError(
+            "experiment", "the first arm must be the unfiltered B/0 baseline (ratios refer to it)"
+        )
+    s.out.mkdir(parents=True, exist_ok=True)
+    units = [(r, seed) for r in s.regimes for seed in s.seeds]
+    t0 = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    if s.workers <= 1:
+        results = [run_unit(s, r, seed) for r, seed in units]
+    else:
+        ctx = get_context("spawn")  # torch and threads: never fork a process that already ran torch
+        with ProcessPoolExecutor(max_workers=s.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_unit, s, r, seed) for r, seed in units]
+            results = [f.result() for f in futures]
+    doc = {
+        "settings": _settings_doc(s),
+        "wall_seconds": time.perf_counter() - t0,
+        "units": results,
+    }
+    return write_report(doc, s)
+
+
+def _settings_doc(s: Settings) -> dict[str, Any]:
+    d = asdict(s)
+    d["out"] = str(s.out)
+    d["cpu_count"] = os.cpu_count()
+    return d
+
+
+def estimate_node_rounds(s: Settings) -> int:
+    """Node-rounds the settings ask for (for the budget flag and the log)."""
+    return len(s.regimes) * len(s.seeds) * len(s.arms) * s.nodes * s.rounds
+
+
+def with_minutes(s: Settings, minutes: float, seconds_per_node_round: float) -> Settings:
+    """Choose the rounds so that the whole run fits ``minutes`` on ``s.workers`` processes."""
+    per_round = len(s.regimes) * len(s.seeds) * len(s.arms) * s.nodes * seconds_per_node_round
+    rounds = int(minutes * 60 * max(1, s.workers) / per_round)
+    if rounds < 10:
+        raise NodeError(
+            f"{minutes} minutes allow only {rounds} rounds; give more minutes or fewer seeds/arms"
+        )
+    return replace(s, rounds=rounds, ma_window=max(2, min(s.ma_window, math.ceil(rounds / 10))))
+
+
+#: Measured wall seconds per node-round on the 2-core reference machine with 2 workers busy, per completion
+#: of the group size (a round costs roughly in proportion to G at these sizes); used by ``--minutes``.
+SECONDS_PER_NODE_ROUND_PER_COMPLETION = 0.025
+
+
+def settings_from_flags(
+    out: Path,
+    minutes: float,
+    rounds: int | None,
+    seeds: int,
+    nodes: int,
+    workers: int,
+    regimes: list[str] | None,
+    transport: str,
+    fill: bool,
+    smoke: bool,
+) -> Settings:
+    """Settings from the CLI flags; ``rounds`` wins over ``minutes``."""
+    if transport not in ("memory", "libp2p"):
+        raise ConfigError("--transport", f"must be 'memory' or 'libp2p', got {transport!r}")
+    tr: Transport = "libp2p" if transport == "libp2p" else "memory"
+    if smoke:
+        return replace(smoke_settings(out, tr), fill_with_local=fill)
+    known = {r.name: r for r in default_regimes()}
+    names = regimes or list(known)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError("--regime", f"unknown regime(s) {unknown}; choose from {sorted(known)}")
+    if seeds < 1 or nodes < 2 or workers < 1:
+        raise ConfigError("experiment", "needs --seeds >= 1, --nodes >= 2 and --workers >= 1")
+    s = Settings(
+        out=out,
+        seeds=tuple(range(seeds)),
+        nodes=nodes,
+        arms=default_arms(),
+        regimes=tuple(known[n] for n in names),
+        transport=tr,
+        workers=workers,
+        fill_with_local=fill,
+    )
+    if rounds is not None:
+        if rounds < 2:
+            raise ConfigError("--rounds", "needs at least 2 rounds")
+        return replace(s, rounds=rounds, ma_window=max(2, min(s.ma_window, math.ceil(rounds / 10))))
+    mean_g = statistics.fmean(r.completions for r in s.regimes)
+    return with_minutes(s, minutes, SECONDS_PER_NODE_ROUND_PER_COMPLETION * mean_g)

@@ -1,0 +1,321 @@
+"""Summaries of the SAPO experiment: paired statistics over seeds, markdown tables, the JSON and the plot.
+
+Measures (per regime, arm and seed):
+
+- ``cumulative``: sum over nodes and rounds of the mean reward of each node's *own generated* completions
+  (what the node can do; the journal's ``reward_mean``).
+- ``paper_cumulative``: the same sum over the groups *trained on* (``trained_reward_mean``). It counts the
+  external groups that survived the sampler's filter, so it is biased upward for every arm that samples
+  with a filter; shown because it is the paper's kind of figure, labelled as such.
+- ``ratio``: cumulative of the arm over cumulative of the B/0 baseline *of the same seed* (paired).
+- ``oscillation``: standard deviation, over the last half of the rounds, of the moving average of the
+  swarm's per-round reward (mean over nodes).
+- greedy exact-match accuracy per node after the last round, on held-out questions never trained on.
+
+"Worse beyond seed noise" means the mean paired difference to the reference is below zero by more than two
+standard errors (over seeds); "better beyond noise" the mirror image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+#: The SAPO paper's cumulative rewards (Qwen2.5-0.5B swarm, its Table 1) for the splits of 8 groups.
+PAPER = {"8/0": 561.79, "6/2": 854.43, "4/4": 1093.31, "2/6": 945.87}
+#: A node whose final greedy accuracy is below this share of its late sampled reward has "collapsed".
+COLLAPSE_SHARE = 0.5
+COLLAPSE_MIN_REWARD = 0.05
+
+
+def _finite(xs: list[float]) -> list[float]:
+    return [float(x) for x in xs if math.isfinite(x)]
+
+
+def _mean(xs: list[float]) -> float:
+    """Mean of the finite values (NaN when there are none, e.g. ratios to a zero baseline)."""
+    f = _finite(xs)
+    return statistics.fmean(f) if f else float("nan")
+
+
+def _sd(xs: list[float]) -> float:
+    f = _finite(xs)
+    return statistics.stdev(f) if len(f) > 1 else 0.0
+
+
+def _se(xs: list[float]) -> float:
+    return _sd(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("inf")
+
+
+def moving_average(xs: list[float], window: int) -> list[float]:
+    """Trailing moving average (the first points average what exists so far)."""
+    out, acc = [], 0.0
+    for i, x in enumerate(xs):
+        acc += x
+        if i >= window:
+            acc -= xs[i - window]
+        out.append(acc / min(i + 1, window))
+    return out
+
+
+def swarm_curve(nodes: list[dict[str, Any]]) -> list[float]:
+    """Per round: the mean over nodes of their own completions' mean reward."""
+    length = min(len(n["reward_mean"]) for n in nodes)
+    return [_mean([n["reward_mean"][r] for n in nodes]) for r in range(length)]
+
+
+def run_summary(nodes: list[dict[str, Any]], window: int) -> dict[str, Any]:
+    """Measures of one (regime, arm, seed) run."""
+    curve = swarm_curve(nodes)
+    ma = moving_average(curve, window)
+    late = max(1, len(curve) // 4)
+    per_node = []
+    for n in nodes:
+        sampled = _mean(n["reward_mean"][-late:])
+        greedy = n["eval_accuracy"]
+        per_node.append(
+            {
+                "name": n["name"],
+                "eval_accuracy": greedy,
+                "late_sampled_reward": sampled,
+                "collapsed": bool(sampled >= COLLAPSE_MIN_REWARD and greedy < COLLAPSE_SHARE * sampled),
+            }
+        )
+    return {
+        "cumulative": sum(sum(n["reward_mean"]) for n in nodes),
+        "paper_cumulative": sum(sum(n["trained_reward_mean"]) for n in nodes),
+        "zero_adv_fraction": _mean([z for n in nodes for z in n["zero_variance_fraction"]]),
+        "realised_local": _mean([x for n in nodes for x in n["local_groups"]]),
+        "realised_external": _mean([x for n in nodes for x in n["external_groups"]]),
+        "oscillation": _sd(ma[len(ma) // 2 :]),
+        "eval_accuracy": _mean([n["eval_accuracy"] for n in nodes]),
+        "nodes": per_node,
+        "ma_curve": [round(x, 4) for x in ma],
+    }
+
+
+def _paired(a: list[float], b: list[float]) -> dict[str, float]:
+    diff = [x - y for x, y in zip(a, b, strict=True)]
+    ratio = [x / y if y else float("nan") for x, y in zip(a, b, strict=True)]
+    return {
+        "ratio_mean": _mean(ratio),
+        "ratio_sd": _sd(ratio),
+        "ratio_min": min(_finite(ratio), default=float("nan")),
+        "ratio_max": max(_finite(ratio), default=float("nan")),
+        "diff_mean": _mean(diff),
+        "diff_se": _se(diff),
+        "wins": sum(1 for d in diff if d > 0),
+        "n": len(diff),
+    }
+
+
+def verdict(p: dict[str, float]) -> str:
+    """'worse', 'better' (beyond two standard errors of the paired difference) or 'tie'."""
+    if p["diff_mean"] + 2 * p["diff_se"] < 0:
+        return "worse"
+    if p["diff_mean"] - 2 * p["diff_se"] > 0:
+        return "better"
+    return "tie"
+
+
+def summarise(doc: dict[str, Any]) -> dict[str, Any]:
+    """Per regime and arm: per-seed measures, their mean and spread, paired ratios to the baseline."""
+    settings = doc["settings"]
+    arms = [a["name"] for a in settings["arms"]]
+    base = arms[0]
+    out: dict[str, Any] = {}
+    for regime in [r["name"] for r in settings["regimes"]]:
+        units = sorted((u for u in doc["units"] if u["regime"] == regime), key=lambda u: u["seed"])
+        runs = {
+            arm: [run_summary(u["arms"][arm]["nodes"], settings["ma_window"]) for u in units] for arm in arms
+        }
+        base_cum = [r["cumulative"] for r in runs[base]]
+        rows: dict[str, Any] = {}
+        for arm in arms:
+            rs = runs[arm]
+            cum = [r["cumulative"] for r in rs]
+            n_nodes = len(rs[0]["nodes"])
+            rows[arm] = {
+                "seeds": [u["seed"] for u in units],
+                "cumulative": cum,
+                "cumulative_mean": _mean(cum),
+                "cumulative_sd": _sd(cum),
+                "paired_to_baseline": _paired(cum, base_cum),
+                "paper_cumulative_mean": _mean([r["paper_cumulative"] for r in rs]),
+                "paper_cumulative_sd": _sd([r["paper_cumulative"] for r in rs]),
+                "zero_adv_fraction": _mean([r["zero_adv_fraction"] for r in rs]),
+                "realised_local": _mean([r["realised_local"] for r in rs]),
+                "realised_external": _mean([r["realised_external"] for r in rs]),
+                "oscillation_mean": _mean([r["oscillation"] for r in rs]),
+                "oscillation_sd": _sd([r["oscillation"] for r in rs]),
+                "eval_accuracy_mean": _mean([r["eval_accuracy"] for r in rs]),
+                "eval_accuracy_sd": _sd([r["eval_accuracy"] for r in rs]),
+                "eval_accuracy_per_node": [
+                    _mean([r["nodes"][i]["eval_accuracy"] for r in rs]) for i in range(n_nodes)
+                ],
+                "late_sampled_reward_per_node": [
+                    _mean([r["nodes"][i]["late_sampled_reward"] for r in rs]) for i in range(n_nodes)
+                ],
+                "collapsed": [
+                    {"seed": u["seed"], **node}
+                    for u, r in zip(units, rs, strict=True)
+                    for node in r["nodes"]
+                    if node["collapsed"]
+                ],
+                "ma_curve_mean": [
+                    _mean([r["ma_curve"][i] for r in rs]) for i in range(min(len(r["ma_curve"]) for r in rs))
+                ],
+            }
+        out[regime] = {"baseline": base, "arms": rows, "checks": _checks(settings, rows, base)}
+    return out
+
+
+def _checks(settings: dict[str, Any], rows: dict[str, Any], base: str) -> dict[str, Any]:
+    """The issue's claims about the adaptive sampler, as paired verdicts over seeds."""
+    checks: dict[str, Any] = {}
+    fixed = [
+        a["name"]
+        for a in settings["arms"]
+        if a["strategy"] == "nonzero_advantage_uniform" and not a["filter_local"]
+    ]
+    best = max(fixed, key=lambda a: rows[a]["cumulative_mean"])
+    checks["best_fixed_split"] = best
+    if "adaptive" in rows:
+        ad = rows["adaptive"]["cumulative"]
+        checks["adaptive_vs_baseline"] = verdict(rows["adaptive"]["paired_to_baseline"])
+        vs_best = _paired(ad, rows[best]["cumulative"])
+        checks["adaptive_vs_best_fixed"] = {**vs_best, "verdict": verdict(vs_best)}
+    for arm, row in rows.items():
+        checks.setdefault("verdicts_vs_baseline", {})[arm] = (
+            "baseline" if arm == base else verdict(row["paired_to_baseline"])
+        )
+    return checks
+
+
+# -- rendering ---------------------------------------------------------------------------------------------
+def _fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The paper-shaped table per regime, accuracy per node, the adaptive checks and oscillation."""
+    settings = doc["settings"]
+    regimes = {r["name"]: r for r in settings["regimes"]}
+    lines = [
+        "# SAPO experiment",
+        "",
+        f"{settings['nodes']} nodes, {settings['rounds']} rounds, per-round budget {settings['budget']} "
+        f"groups, seeds {list(settings['seeds'])}, transport {settings['transport']}, tiny model hidden "
+        f"{settings['hidden_size']} x {settings['layers']} layer(s), fill_with_local={settings['fill_with_local']}"
+        f", wall {doc['wall_seconds'] / 60:.1f} min.",
+        "",
+    ]
+    for regime, block in summary.items():
+        rg, base, rows = regimes[regime], block["baseline"], block["arms"]
+        lines += [
+            f"## Regime `{regime}`: {rg['completions']} completions per question, "
+            f"warm start {rg['warmstart_steps']} steps",
+            "",
+            "Cumulative reward = sum over nodes and rounds of the mean reward of each node's own completions. "
+            "Ratio = paired per seed to the baseline. Paper-style = over the groups trained on (counts filtered "
+            "external groups: biased upward). J = mean external groups actually trained on per round.",
+            "",
+            f"| arm | J | cumulative reward (mean ± sd) | ratio to {base} (mean ± sd [min, max]) | wins | vs {base} "
+            "| paper-style (biased up) | zero-adv own groups | last-half MA sd | greedy acc |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for arm, row in rows.items():
+            p = row["paired_to_baseline"]
+            lines.append(
+                f"| {arm} | {row['realised_external']:.2f} | {_fmt(row['cumulative_mean'])} ± "
+                f"{_fmt(row['cumulative_sd'])} | {p['ratio_mean']:.3f} ± {p['ratio_sd']:.3f} "
+                f"[{p['ratio_min']:.2f}, {p['ratio_max']:.2f}] | {p['wins']}/{p['n']} | "
+                f"{block['checks']['verdicts_vs_baseline'][arm]} | {_fmt(row['paper_cumulative_mean'])} | "
+                f"{row['zero_adv_fraction']:.2f} | {row['oscillation_mean']:.4f} | "
+                f"{row['eval_accuracy_mean']:.3f} |"
+            )
+        paper_base = PAPER["8/0"]
+        lines += [
+            "",
+            "Paper (Qwen2.5-0.5B swarm, Table 1): "
+            + ", ".join(f"{k} {v} (x{v / paper_base:.2f})" for k, v in PAPER.items()),
+            "",
+            "Final greedy exact-match accuracy per node (held-out questions, mean over seeds; the node's "
+            "warm-start focus in brackets) and late sampled reward:",
+            "",
+            "| arm | " + " | ".join(_node_label(i) for i in range(settings["nodes"])) + " |",
+            "|---|" + "---|" * settings["nodes"],
+        ]
+        for arm, row in rows.items():
+            cells = [
+                f"{g:.3f} (sampled {s:.3f})"
+                for g, s in zip(
+                    row["eval_accuracy_per_node"], row["late_sampled_reward_per_node"], strict=True
+                )
+            ]
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+        collapsed = [(arm, c) for arm, row in rows.items() for c in row["collapsed"]]
+        lines += ["", "Greedy collapse (late sampled reward fine, greedy accuracy < half of it): "]
+        lines[-1] += (
+            "; ".join(
+                f"{arm} seed {c['seed']} {c['name']} (greedy {c['eval_accuracy']:.3f}, sampled "
+                f"{c['late_sampled_reward']:.3f})"
+                for arm, c in collapsed
+            )
+            or "none."
+        )
+        ch = block["checks"]
+        if "adaptive_vs_baseline" in ch:
+            vb = ch["adaptive_vs_best_fixed"]
+            lines += [
+                "",
+                f"Adaptive vs {base}: {ch['adaptive_vs_baseline']}. Best fixed split: {ch['best_fixed_split']}; "
+                f"adaptive vs it: {vb['verdict']} (paired ratio {vb['ratio_mean']:.3f} ± {vb['ratio_sd']:.3f}, "
+                f"wins {vb['wins']}/{vb['n']}).",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _node_label(i: int) -> str:
+    from swarmrl.node.experiment import FAMILIES
+
+    return f"n{i} [{FAMILIES[i % len(FAMILIES)]}]"
+
+
+def plot(summary: dict[str, Any], path: Path, window: int) -> None:
+    """One panel per regime: moving average (window ``window``) of the swarm's per-round reward, mean over
+    seeds, one line per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summary), figsize=(6.5 * len(summary), 4.5), squeeze=False)
+    for ax, (regime, block) in zip(axes[0], summary.items(), strict=True):
+        for arm, row in block["arms"].items():
+            curve = row["ma_curve_mean"]
+            style = "--" if "filtered" in arm or arm == "adaptive" else "-"
+            ax.plot(range(1, len(curve) + 1), curve, style, label=arm, linewidth=1.4)
+        ax.set_title(f"{regime}: own-completion reward, moving average ({window} rounds)")
+        ax.set_xlabel("round")
+        ax.set_ylabel("mean reward (mean over nodes and seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(doc: dict[str, Any], settings: Any) -> dict[str, Any]:
+    """Add the summary to ``doc`` and write sapo-results.json, sapo-table.md and sapo-reward.png."""
+    out = Path(settings.out)
+    summary = summarise(doc)
+    doc["summary"] = summary
+    (out / "sapo-results.json").write_text(json.dumps(doc, indent=1, allow_nan=True), encoding="utf-8")
+    (out / "sapo-table.md").write_text(markdown(doc, summary), encoding="utf-8")
+    plot(summary, out / "sapo-reward.png", settings.ma_window)
+    return doc

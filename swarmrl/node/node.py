@@ -1,0 +1,438 @@
+"""The swarm-node daemon: the round loop (tasks -> generate -> score -> share -> train), lifecycle,
+journal, checkpoints, metrics.
+
+Model work runs in a worker thread (torch releases the GIL) so the asyncio loop stays free for the swarm,
+the control service and signals. A stop request (SIGINT/SIGTERM) lets the round in flight finish, writes a
+checkpoint and exits cleanly; a second one exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from swarmrl.config import NodeConfig
+from swarmrl.errors import NodeError, SwarmRLError
+from swarmrl.node.journal import Journal
+from swarmrl.node.metrics import MetricsServer, NodeMetrics
+from swarmrl.node.progress import Progress
+from swarmrl.node.rollouts import retokenize, to_samples, train_sequences
+from swarmrl.node.validate import build_reward_pipeline
+from swarmrl.protocol.types import PolicyInfo, RolloutGroup
+from swarmrl.rewards import Sample
+from swarmrl.rewards.pipeline import ScoredGroup
+from swarmrl.tasks import Task, TaskSampler, build_source
+from swarmrl.trainer.checkpoint import load_latest, restore_rng, save_checkpoint
+from swarmrl.trainer.generation import SamplingParams, build_generator
+from swarmrl.trainer.learner import Learner, StepStats
+from swarmrl.trainer.policy import load_policy
+from swarmrl.trainer.prompts import prompt_ids
+from swarmrl.trainer.scorer import attach_scorer
+
+log = logging.getLogger(__name__)
+
+
+def _mean(values: list[float]) -> float:
+    return float(statistics.fmean(values)) if values else 0.0
+
+
+@dataclass
+class RoundResult:
+    """What one round produced; becomes a journal record and metric updates."""
+
+    round: int
+    record: dict[str, Any] = field(default_factory=dict)
+    local: list[RolloutGroup] = field(default_factory=list)
+    local_scored: list[ScoredGroup] = field(default_factory=list)
+
+
+class Node:
+    """One node. ``hub`` connects in-process nodes when ``swarm.transport`` is ``memory`` (simulations)."""
+
+    def __init__(self, cfg: NodeConfig, hub: Any = None) -> None:
+        self.cfg = cfg
+        self.hub = hub
+        self.data_dir = Path(cfg.node.data_dir).expanduser()
+        self.metrics = NodeMetrics()
+        self.round = 0
+        self._stop = asyncio.Event()
+        self._stops = 0
+        self._healthy = False
+        self.server: MetricsServer | None = None
+        self.swarm: Any = None
+        self.control: Any = None
+        self._ext_cache: dict[int, tuple[RolloutGroup, list[Sample], ScoredGroup]] = {}
+
+    # -- set-up ----------------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NodeError(f"cannot create data directory '{self.data_dir}': {exc}") from exc
+        try:
+            import transformers
+
+            transformers.utils.logging.set_verbosity_error()
+            transformers.utils.logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - a core dependency
+            pass
+        torch.set_num_threads(cfg.node.threads or os.cpu_count() or 1)
+        seed = cfg.node.seed
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        self.policy = load_policy(cfg.model, cfg.tasks, self.data_dir, seed)
+        log.info(
+            "policy %s: %.2fM parameters on %s (%.1fs)",
+            self.policy.name,
+            self.policy.num_parameters() / 1e6,
+            self.policy.device,
+            time.perf_counter() - t0,
+        )
+        self.generator = build_generator(cfg.generation.backend, self.policy)
+        self.learner = Learner(self.policy, cfg.trainer)
+        self.pipeline = build_reward_pipeline(cfg)
+        # Model-based reward modules score with this node's policy (bound only when one needs it).
+        self.scorer = attach_scorer(
+            self.pipeline, self.policy, self.generator, self.learner, self._sampling()
+        )
+        self.sources = [
+            build_source(s.source, s.dataset, s.config, cfg.tasks.seed, cfg.tasks.size)
+            for s in cfg.tasks.sources
+        ]
+        self.task_rng = random.Random(seed * 1_000_003 + 1)
+        self.tasks = TaskSampler(
+            self.sources, [s.weight for s in cfg.tasks.sources], self.task_rng, cfg.tasks.eval_questions
+        )
+        self.journal = Journal(self.data_dir / "journal.log")
+        self.rollout_log = Journal(self.data_dir / "rollouts.log") if cfg.node.record_rollouts else None
+        self._resume()
+        self.progress = Progress(cfg.node.progress, cfg.node.rounds, cfg.node.name)
+
+    def _resume(self) -> None:
+        ckpt = load_latest(self.data_dir / "checkpoints", map_location=self.policy.device)
+        if ckpt is None:
+            dropped = self.journal.rewind_to_round(0)
+            if self.rollout_log is not None:
+                self.rollout_log.rewind_to_round(0)
+            if dropped:
+                log.warning("no valid checkpoint: discarded %d journal records of an unfinished run", dropped)
+            return
+        self.policy.model.load_state_dict(ckpt.model_state)
+        self.learner.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.learner.version = ckpt.policy_version
+        restore_rng(ckpt.state["rng"])
+        self.task_rng.setstate(ckpt.state["task_rng"])
+        self.round = ckpt.round
+        dropped = self.journal.rewind_to_round(ckpt.round)
+        if self.rollout_log is not None:
+            self.rollout_log.rewind_to_round(ckpt.round)
+        log.info(
+            "resumed from %s: round %d, policy version %d%s",
+            ckpt.path.name,
+            ckpt.round,
+            ckpt.policy_version,
+            f" ({dropped} later rounds will run again)" if dropped else "",
+        )
+
+    def checkpoint(self) -> None:
+        path = save_checkpoint(
+            self.data_dir / "checkpoints",
+            self.round,
+            self.learner.version,
+            self.policy.model.state_dict(),
+            self.learner.optimizer.state_dict(),
+            {"task_rng": self.task_rng.getstate()},
+            keep=self.cfg.node.keep_checkpoints,
+        )
+        self.metrics.checkpoint_timestamp.set(time.time())
+        log.debug("checkpoint %s", path.name)
+
+    # -- one round ---------------------------------------------------------------------------------------
+    def _sampling(self, greedy: bool = False) -> SamplingParams:
+        g = self.cfg.generation
+        return SamplingParams(g.num_completions, g.temperature, g.top_p, g.max_new_tokens, greedy)
+
+    def generate_local(self, round_: int, n: int) -> tuple[list[RolloutGroup], list[Task], float, int]:
+        tasks = self.tasks.sample(n)
+        t0 = time.perf_counter()
+        outs = self.generator.generate(
+            [prompt_ids(self.policy.tokenizer, t.question) for t in tasks], self._sampling()
+        )
+        seconds = time.perf_counter() - t0
+        info = PolicyInfo(self.policy.name, self.learner.version, self.cfg.node.name)
+        groups = [
+            RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_)
+            for t, comps in zip(tasks, outs, strict=True)
+        ]
+        tokens = sum(len(c.token_ids) for g in groups for c in g.completions)
+        return groups, tasks, seconds, tokens
+
+    def score(
+        self, groups: list[RolloutGroup], tasks: list[Task | None]
+    ) -> tuple[list[list[Sample]], list[ScoredGroup]]:
+        samples = [to_samples(g, t, self.policy.tokenizer) for g, t in zip(groups, tasks, strict=True)]
+        scored = self.pipeline.score(samples)
+        for g, s in zip(groups, scored, strict=True):
+            g.rewards = list(s.totals)
+        return samples, scored
+
+    def rescore_external(self, groups: list[RolloutGroup]) -> list[list[float]]:
+        """Local rewards for peers' groups (retokenized first); never the sender's claims.
+
+        Results are cached for the round so that groups picked for training are not scored twice.
+        """
+        tasks: list[Task | None] = []
+        for g in groups:
+            retokenize(self.policy, g)
+            tasks.append(self._find_task(g))
+        samples, scored = self.score(groups, tasks)
+        for g, smp, sc in zip(groups, samples, scored, strict=True):
+            self._ext_cache[id(g)] = (g, smp, sc)
+        return [sc.totals for sc in scored]
+
+    def _find_task(self, group: RolloutGroup) -> Task | None:
+        try:
+            return self.tasks.find(group.task)
+        except SwarmRLError:
+            return None
+
+    def train(
+        self, local: list[RolloutGroup], samples: list[list[Sample]], scored: list[ScoredGroup]
+    ) -> StepStats:
+        seqs = train_sequences(self.policy, local, samples, scored, self.cfg.trainer.advantage)
+        stats = self.learner.step(seqs)
+        self.generator.sync_weights()
+        return stats
+
+    def evaluate(self) -> float:
+        """Greedy exact-match accuracy on held-out questions (never sampled for training)."""
+        evals = self.tasks.eval_set()
+        if not evals:
+            return float("nan")
+        outs = self.generator.generate(
+            [prompt_ids(self.policy.tokenizer, t.question) for t in evals], self._sampling(greedy=True)
+        )
+        groups = [RolloutGroup(t.ref, t.question, t.answer, c) for t, c in zip(evals, outs, strict=True)]
+        _, scored = self.score(groups, list(evals))
+        return _mean([s.accuracy[0] for s in scored])
+
+    # -- the loop ----------------------------------------------------------------------------------------
+    async def _round(self, round_: int) -> RoundResult:
+        cfg = self.cfg
+        t_round = time.perf_counter()
+        external: list[RolloutGroup] = []
+        if self.swarm is not None and cfg.sampling.external_groups:
+            external = await asyncio.to_thread(
+                self.swarm.sample, cfg.sampling.external_groups, round_, self.rescore_external
+            )
+        n_local = cfg.sampling.local_groups
+        if cfg.sampling.fill_with_local:
+            n_local += cfg.sampling.external_groups - len(external)
+        local, tasks, gen_s, gen_tokens = await asyncio.to_thread(self.generate_local, round_, n_local)
+        local_tasks: list[Task | None] = list(tasks)
+        own_samples, own_scored = await asyncio.to_thread(self.score, local, local_tasks)
+        if self.swarm is not None and cfg.swarm.publish_groups:
+            await self.swarm.publish(local[: cfg.swarm.publish_groups], round_)
+        zero_var = [s.zero_variance for s in own_scored]
+        keep = [not (cfg.sampling.filter_local and z) for z in zero_var]
+        groups = [g for g, k in zip(local, keep, strict=True) if k]
+        samples = [x for x, k in zip(own_samples, keep, strict=True) if k]
+        scored = [x for x, k in zip(own_scored, keep, strict=True) if k]
+        for g in external:
+            cached = self._ext_cache.get(id(g))
+            if cached is None or cached[0] is not g:
+                retokenize(self.policy, g)
+                smp, sc = self.score([g], [self._find_task(g)])
+                cached = (g, smp[0], sc[0])
+            groups.append(g)
+            samples.append(cached[1])
+            scored.append(cached[2])
+        self._ext_cache.clear()
+        stats = await asyncio.to_thread(self.train, groups, samples, scored)
+        local_scored = own_scored
+        eval_acc = None
+        if cfg.node.eval_every and round_ % cfg.node.eval_every == 0:
+            eval_acc = await asyncio.to_thread(self.evaluate)
+        rewards = [r for s in local_scored for r in s.totals]
+        accuracy = [a for s in local_scored for a in s.accuracy]
+        module_means = {
+            name: _mean([float(v) for s in local_scored for v in s.modules.get(name, []) if v is not None])
+            for name in self.pipeline.module_names
+        }
+        ext_rewards = [r for s in scored[len(scored) - len(external) :] for r in s.totals] if external else []
+        record: dict[str, Any] = {
+            "kind": "round",
+            "round": round_,
+            "time": time.time(),
+            "policy_version": self.learner.version,
+            "reward_mean": _mean(rewards),
+            "reward_std": float(np.std(rewards)) if rewards else 0.0,
+            "accuracy": _mean(accuracy),
+            "modules": module_means,
+            "zero_variance_fraction": _mean([float(z) for z in zero_var]),
+            "local_groups": len(groups) - len(external),
+            "external_groups": len(external),
+            "external_reward_mean": _mean(ext_rewards) if ext_rewards else None,
+            "trained_reward_mean": _mean([r for s in scored for r in s.totals]),
+            "loss": stats.loss,
+            "kl": stats.kl,
+            "clip_fraction": stats.clip_fraction,
+            "clip_fraction_by_origin": stats.clip_fraction_by_origin,
+            "ratio_mean_by_origin": stats.ratio_mean_by_origin,
+            "generation_tokens": gen_tokens,
+            "generation_seconds": gen_s,
+            "tokens_per_second": gen_tokens / gen_s if gen_s > 0 else 0.0,
+            "train_seconds": stats.seconds,
+            "optimizer_steps": stats.optimizer_steps,
+            "round_seconds": time.perf_counter() - t_round,
+            "eval_accuracy": eval_acc,
+        }
+        return RoundResult(round_, record, local, local_scored)
+
+    def _record(self, res: RoundResult) -> None:
+        rec, m = res.record, self.metrics
+        self.journal.append(rec)
+        if self.rollout_log is not None:
+            self.rollout_log.append(
+                {
+                    "kind": "rollouts",
+                    "round": res.round,
+                    "groups": [
+                        {
+                            "task": [
+                                g.task.source,
+                                g.task.dataset,
+                                g.task.config_digest,
+                                g.task.seed,
+                                g.task.index,
+                            ],
+                            "question": g.question,
+                            "answer": g.answer,
+                            "origin": g.origin,
+                            "completions": [c.text for c in g.completions],
+                            "rewards": g.rewards,
+                        }
+                        for g in res.local
+                    ],
+                }
+            )
+        m.round.set(res.round)
+        m.policy_version.set(rec["policy_version"])
+        m.reward_mean.labels(module="total").set(rec["reward_mean"])
+        for name, value in rec["modules"].items():
+            m.reward_mean.labels(module=name).set(value)
+        m.accuracy.set(rec["accuracy"])
+        m.zero_adv_fraction.set(rec["zero_variance_fraction"])
+        if rec["eval_accuracy"] is not None:
+            m.eval_accuracy.set(rec["eval_accuracy"])
+        m.train_groups.labels(origin="local").inc(rec["local_groups"])
+        m.train_groups.labels(origin="external").inc(rec["external_groups"])
+        m.generation_tokens.inc(rec["generation_tokens"])
+        m.generation_seconds.observe(rec["generation_seconds"])
+        if rec["optimizer_steps"]:
+            m.train_step.observe(rec["train_seconds"] / rec["optimizer_steps"])
+        m.train_loss.set(rec["loss"])
+        m.train_kl.set(rec["kl"])
+        for origin, frac in rec["clip_fraction_by_origin"].items():
+            m.train_clip_fraction.labels(origin=origin).set(frac)
+        m.train_clip_fraction.labels(origin="all").set(rec["clip_fraction"])
+        if self.swarm is not None:
+            m.pool_groups.set(self.swarm.pool_size())
+            self.swarm.observe_round(
+                rec["reward_mean"], rec["zero_variance_fraction"], rec["external_groups"]
+            )
+
+    def request_stop(self) -> None:
+        self._stops += 1
+        if self._stops == 1:
+            log.info("stop requested: finishing the round in flight, then checkpointing (again to force)")
+            self._stop.set()
+        else:
+            log.warning("second stop request: exiting now; the round in flight is lost")
+            os._exit(130)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(sig, self.request_stop)
+
+    async def start(self) -> None:
+        """Load everything, resume, and start the metrics endpoint and the swarm."""
+        self._install_signals()
+        await asyncio.to_thread(self._setup)
+        cfg = self.cfg
+        if cfg.node.metrics_port >= 0:
+            self.server = MetricsServer(
+                self.metrics, cfg.node.metrics_host, cfg.node.metrics_port, self.healthy
+            )
+            self.server.start()
+            log.info("metrics at %s (health at /healthz)", self.server.url)
+        self.metrics.round.set(self.round)
+        self.metrics.policy_version.set(self.learner.version)
+        if cfg.swarm.transport != "none":
+            self.swarm = await self._start_swarm()
+        from swarmrl.node.control import start_control
+
+        self.control = await start_control(self)
+        self._healthy = True
+        self.metrics.up.set(1)
+
+    async def _start_swarm(self) -> Any:
+        from swarmrl.node.swarm_link import start_swarm
+
+        return await start_swarm(self)
+
+    def healthy(self) -> bool:
+        return self._healthy
+
+    async def run(self) -> int:
+        """Run rounds until ``node.rounds`` is reached or a stop is requested; returns an exit code."""
+        await self.start()
+        total = self.cfg.node.rounds
+        try:
+            while not self._stop.is_set() and (total == 0 or self.round < total):
+                res = await self._round(self.round + 1)
+                self.round = res.round
+                self._record(res)
+                self.progress.update(res.record)
+                if self.round % self.cfg.node.checkpoint_every == 0:
+                    await asyncio.to_thread(self.checkpoint)
+            if self.round % self.cfg.node.checkpoint_every != 0:
+                await asyncio.to_thread(self.checkpoint)
+        finally:
+            await self.close()
+        log.info("stopped at round %d, policy version %d", self.round, self.learner.version)
+        return 0
+
+    async def close(self) -> None:
+        self._healthy = False
+        self.metrics.up.set(0)
+        if self.control is not None:
+            await self.control.close()
+            self.control = None
+        if self.swarm is not None:
+            await self.swarm.close()
+            self.swarm = None
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        self.progress.close()
+        for j in (getattr(self, "journal", None), getattr(self, "rollout_log", None)):
+            if j is not None:
+                j.close()

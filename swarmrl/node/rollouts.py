@@ -1,0 +1,83 @@
+"""Glue between tasks, rewards and the trainer: groups -> reward samples -> train sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from swarmrl.protocol.types import RolloutGroup
+from swarmrl.rewards import Sample
+from swarmrl.rewards.offsets import token_offsets
+from swarmrl.rewards.pipeline import ScoredGroup, token_advantages
+from swarmrl.rewards.segment import TOKEN_OFFSETS
+from swarmrl.tasks import Task
+from swarmrl.trainer.learner import TrainSequence
+from swarmrl.trainer.policy import Policy
+from swarmrl.trainer.prompts import completion_ids, prompt_ids
+
+
+def retokenize(policy: Policy, group: RolloutGroup) -> RolloutGroup:
+    """External text gets local token ids (our tokenizer; a peer's ids mean nothing here).
+
+    Log-probs are cleared: the learner computes them under the local policy when the group enters a batch.
+    """
+    for c in group.completions:
+        c.token_ids = completion_ids(policy.tokenizer, c.text, eos=c.finished)
+        if not c.token_ids:
+            c.token_ids = completion_ids(policy.tokenizer, c.text, eos=True)
+        c.logprobs = []
+    return group
+
+
+def to_samples(group: RolloutGroup, task: Task | None, tokenizer: Any = None) -> list[Sample]:
+    """Reward samples for a group; ``task`` (our own regeneration) supplies the scorer and gold steps.
+
+    With ``tokenizer``, ``extras["token_offsets"]`` gets each completion token's character span, so step
+    rewards land exactly on a step's last token.
+    """
+    return [
+        Sample(
+            prompt=group.question,
+            completion=c.text,
+            answer=group.answer,
+            task=group.task,
+            completion_ids=list(c.token_ids),
+            steps=[],
+            gold_steps=task.steps if task is not None else (),
+            origin=group.origin,
+            scorer=task.scorer if task is not None else None,
+            extras=_offsets_extra(tokenizer, c.text, c.token_ids),
+        )
+        for c in group.completions
+    ]
+
+
+def _offsets_extra(tokenizer: Any, text: str, ids: Sequence[int]) -> dict[str, Any]:
+    if tokenizer is None:
+        return {}
+    offsets = token_offsets(tokenizer, text, ids)
+    return {} if offsets is None else {TOKEN_OFFSETS: offsets}
+
+
+def train_sequences(
+    policy: Policy,
+    groups: Sequence[RolloutGroup],
+    samples: Sequence[Sequence[Sample]],
+    scored: Sequence[ScoredGroup],
+    estimator: str,
+    skip_zero_variance: bool = True,
+) -> list[TrainSequence]:
+    """Per-token advantages from the reward pipeline, paired with prompt and completion ids.
+
+    Groups without any non-zero advantage are skipped: they contribute no gradient, only compute.
+    """
+    advs = token_advantages(scored, samples, estimator)
+    out: list[TrainSequence] = []
+    for group, group_adv in zip(groups, advs, strict=True):
+        if skip_zero_variance and all(abs(a) < 1e-12 for row in group_adv for a in row):
+            continue
+        p_ids = prompt_ids(policy.tokenizer, group.question)
+        for comp, adv in zip(group.completions, group_adv, strict=True):
+            old = list(comp.logprobs) if group.origin == "local" and comp.logprobs else None
+            out.append(TrainSequence(p_ids, list(comp.token_ids), adv, old, group.origin))
+    return out

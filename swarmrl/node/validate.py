@@ -1,0 +1,59 @@
+"""Checks that need more than pydantic: reward names against the registry, task sources buildable."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from swarmrl.config import NodeConfig
+from swarmrl.errors import ConfigError, RewardError, TaskError
+
+if TYPE_CHECKING:
+    from swarmrl.rewards.pipeline import RewardPipeline
+
+
+def build_reward_pipeline(cfg: NodeConfig) -> RewardPipeline:
+    """The reward pipeline the config describes (modules, report-only modules, combine/credit/segment)."""
+    from swarmrl.rewards import build_pipeline
+
+    r = cfg.rewards
+    return build_pipeline(
+        [(m.name, m.weight, m.params) for m in r.modules],
+        r.report,
+        combine=r.combine,
+        credit=r.credit,
+        segment=r.segment,
+    )
+
+
+def check_semantics(cfg: NodeConfig) -> None:
+    """Raise ConfigError naming the field when a reward module or task source cannot be built."""
+    from swarmrl.rewards.registry import default_registry
+
+    registry = default_registry()
+    for i, spec in enumerate(cfg.rewards.modules):
+        if spec.name not in registry:
+            raise ConfigError(
+                f"rewards.modules[{i}].name",
+                f"unknown reward module '{spec.name}'; fix: use one of {', '.join(registry.names())}",
+            )
+        try:
+            registry.create(spec.name, spec.params)
+        except RewardError as exc:
+            raise ConfigError(f"rewards.modules[{i}].params", str(exc)) from None
+    for i, name in enumerate(cfg.rewards.report):
+        if name not in registry:
+            raise ConfigError(
+                f"rewards.report[{i}]",
+                f"unknown reward module '{name}'; fix: use one of {', '.join(registry.names())}",
+            )
+    try:
+        build_reward_pipeline(cfg)
+    except RewardError as exc:
+        raise ConfigError("rewards", str(exc)) from None
+    from swarmrl.tasks import build_source
+
+    for i, src in enumerate(cfg.tasks.sources):
+        try:
+            build_source(src.source, src.dataset, src.config, cfg.tasks.seed, cfg.tasks.size).get(0)
+        except TaskError as exc:
+            raise ConfigError(f"tasks.sources[{i}]", str(exc)) from None

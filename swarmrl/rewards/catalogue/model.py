@@ -1,0 +1,412 @@
+"""Modules that need the policy (a :class:`~swarmrl.rewards.scorer.PolicyScorer` bound by the trainer):
+likelihood rewards (log-prob, VeriFree, RLPR), IGPO information gain, PRIME implicit token rewards and
+Monte-Carlo progress (PAV / MRT). SAPO: always the receiving node's model, never the sender's log-probs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from swarmrl.errors import RewardError
+from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, extract_answer
+from swarmrl.rewards.catalogue.common import Composite, Spec, build_sub, float_list, need, scalars, steps_of
+from swarmrl.rewards.scorer import PolicyScorer, ScorerSlot, TokenScorer
+from swarmrl.rewards.segment import locate
+from swarmrl.rewards.shaping import (
+    igpo_turn_rewards,
+    mc_value,
+    prime_batch_norm,
+    prime_token_rewards,
+    progress_rewards,
+)
+from swarmrl.rewards.text import rlpr_format
+
+if TYPE_CHECKING:
+    from swarmrl.rewards.registry import Registry
+
+NEG_INF = -math.inf
+RlprScore = Literal["mean_prob", "mean_logp", "prob", "geo_mean_prob"]
+
+
+# --- pure likelihood math (section 5) ---------------------------------------------------------------------
+
+
+def sequence_logprob(logps: Sequence[float]) -> float:
+    """Summed log-prob of the reference answer (Kwiatkowski et al.); stays finite where probabilities underflow."""
+    return float(sum(logps))
+
+
+def verifree_reward(
+    logps: Sequence[float] | None, mode: Literal["logp", "p"] = "logp", scale: float = 1.0
+) -> float:
+    """VeriFree: ``sum l`` (``logp``) or ``exp(sum l)`` (``p``) times ``scale``; a missing answer is -inf / 0."""
+    total = NEG_INF if logps is None else sequence_logprob(logps)
+    return scale * (total if mode == "logp" else math.exp(total))
+
+
+def rlpr_score(logps: Sequence[float], kind: RlprScore = "mean_prob") -> float:
+    """RLPR answer score: mean token probability (default), mean log-prob, exp(sum), or exp(mean)."""
+    if not logps:
+        raise RewardError("RLPR needs at least one answer token")
+    if kind == "mean_prob":
+        return sum(math.exp(x) for x in logps) / len(logps)
+    if kind == "mean_logp":
+        return sum(logps) / len(logps)
+    if kind == "prob":
+        return math.exp(sum(logps))
+    if kind == "geo_mean_prob":
+        return math.exp(sum(logps) / len(logps))
+    raise RewardError(f"unknown RLPR score {kind!r}")
+
+
+def rlpr_reward(
+    score_b: float,
+    score_a: float,
+    fmt: float,
+    format_coefficient: float = 0.1,
+    shaping: Literal["threshold_0", "none"] = "threshold_0",
+) -> float:
+    """``R = (1 - c) * shaping(scoreB - scoreA) + c * format``; ``c == -1``: ``R = delta if format == 1 else -1``."""
+    delta = score_b - score_a
+    if shaping == "threshold_0":
+        delta = 0.0 if delta < 0 else delta
+    if format_coefficient == -1:
+        return delta if fmt == 1.0 else -1.0
+    return (1.0 - format_coefficient) * delta + format_coefficient * fmt
+
+
+def token_f1(predicted: str, gold: str) -> float:
+    """Bag-of-words F1 on lower-cased whitespace tokens (QA F1)."""
+    p, g = predicted.lower().split(), gold.lower().split()
+    if not p or not g:
+        return float(p == g)
+    common = 0
+    pool = list(g)
+    for tok in p:
+        if tok in pool:
+            pool.remove(tok)
+            common += 1
+    if common == 0:
+        return 0.0
+    prec, rec = common / len(p), common / len(g)
+    return 2 * prec * rec / (prec + rec)
+
+
+# --- modules ---------------------------------------------------------------------------------------------
+
+
+class _Likelihood(ScorerSlot):
+    """Shared: the reasoning is the completion text before ``split_marker``; the reference answer follows
+    ``reasoning + answer_prefix``. ``require_marker``: no marker -> answer missing (-inf, VeriFree)."""
+
+    name = "likelihood"
+
+    def __init__(
+        self, split_marker: str = "<answer>", answer_prefix: str = "<answer>", require_marker: bool = False
+    ):
+        self.split_marker, self.answer_prefix, self.require_marker = (
+            split_marker,
+            answer_prefix,
+            bool(require_marker),
+        )
+
+    def reasoning(self, s: Sample) -> str | None:
+        at = s.completion.find(self.split_marker) if self.split_marker else -1
+        if at < 0:
+            return None if self.require_marker else s.completion
+        return s.completion[:at]
+
+    def answer_logprobs(self, group: Sequence[Sample]) -> list[list[float] | None]:
+        scorer = self.resolve(group, self.name)
+        idx, prompts, prefixes, answers = [], [], [], []
+        for i, s in enumerate(group):
+            r = self.reasoning(s)
+            if r is not None:
+                idx.append(i)
+                prompts.append(s.prompt)
+                prefixes.append(r + self.answer_prefix)
+                answers.append(s.answer)
+        out: list[list[float] | None] = [None] * len(group)
+        if idx:
+            got = scorer.logprobs(prompts, answers, prefixes)
+            if len(got) != len(idx):
+                raise RewardError(f"{self.name}: scorer returned {len(got)} rows for {len(idx)} requests")
+            for i, row in zip(idx, got, strict=True):
+                out[i] = [float(x) for x in row]
+        return out
+
+
+class LogprobAnswer(_Likelihood):
+    """Log-likelihood of the reference answer (Kwiatkowski et al., arXiv 2602.03979; TEXT):
+    ``sum_k log pi(a*_k | p, z)``. ``normalize``: ``sum`` (paper's formula) or ``mean`` (per token;
+    whether the paper normalises is UNCONFIRMED). Answer missing (``require_marker``) -> None."""
+
+    name = "logprob_answer"
+
+    def __init__(self, normalize: Literal["sum", "mean"] = "sum", **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        need(normalize in ("sum", "mean"), "logprob_answer.normalize must be sum or mean")
+        self.normalize = normalize
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        out = []
+        for row in self.answer_logprobs(group):
+            if row is None or not row:
+                out.append(RewardOutput(None))
+            else:
+                total = sequence_logprob(row)
+                out.append(RewardOutput(total / len(row) if self.normalize == "mean" else total))
+        return out
+
+
+class VeriFree(_Likelihood):
+    """VeriFree reward (sail-sg/VeriFree; CODE): ``sum l`` (``mode`` logp, code default) or ``exp(sum l)``
+    (``p``, run.sh), times ``reward_scale``; answer missing -> -inf / 0 (``require_marker`` default True,
+    marker ``</think>``). The extra answer-likelihood loss term needs a trainer hook (not a reward)."""
+
+    name = "verifree"
+
+    def __init__(
+        self,
+        mode: Literal["logp", "p"] = "logp",
+        reward_scale: float = 1.0,
+        split_marker: str = "</think>",
+        answer_prefix: str = "</think>\n<answer>",
+        require_marker: bool = True,
+    ) -> None:
+        super().__init__(split_marker, answer_prefix, require_marker)
+        need(mode in ("logp", "p"), "verifree.mode must be logp or p")
+        self.mode, self.scale = mode, float(reward_scale)
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        return [
+            RewardOutput(verifree_reward(row, self.mode, self.scale)) for row in self.answer_logprobs(group)
+        ]
+
+
+class Rlpr(_Likelihood):
+    """RLPR (OpenBMB/RLPR; CODE): ``(1 - c) * max(0, scoreB - scoreA) + c * format`` with ``scoreB`` the mean
+    token probability of the reference answer after the reasoning, ``scoreA`` the same without reasoning
+    (computed once per prompt), ``c`` = ``format_coefficient`` 0.1, RLPR R1 format. ``score``: mean_prob
+    (default), mean_logp, prob, geo_mean_prob."""
+
+    name = "rlpr"
+
+    def __init__(
+        self,
+        score: RlprScore = "mean_prob",
+        shaping: Literal["threshold_0", "none"] = "threshold_0",
+        format_coefficient: float = 0.1,
+        split_marker: str = "<answer>",
+        answer_prefix: str = "<answer>",
+    ) -> None:
+        super().__init__(split_marker, answer_prefix, False)
+        self.kind, self.shaping, self.c = score, shaping, float(format_coefficient)
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        rows = self.answer_logprobs(group)
+        scorer = self.resolve(group, self.name)
+        base: dict[tuple[str, str], float] = {}
+        keys = sorted({(s.prompt, s.answer) for s in group})
+        got = scorer.logprobs([k[0] for k in keys], [k[1] for k in keys], [self.answer_prefix] * len(keys))
+        for k, base_row in zip(keys, got, strict=True):
+            base[k] = rlpr_score(base_row, self.kind)
+        out = []
+        for s, row in zip(group, rows, strict=True):
+            b = rlpr_score(row, self.kind) if row else 0.0
+            out.append(
+                RewardOutput(
+                    rlpr_reward(
+                        b, base[(s.prompt, s.answer)], rlpr_format(s.completion), self.c, self.shaping
+                    )
+                )
+            )
+        return out
+
+
+class Igpo(ScorerSlot):
+    """IGPO information-gain turn rewards (GuoqingWang1/IGPO; CODE). Turns = the pipeline's steps.
+
+    ``P_t`` = geometric-mean probability of the gold answer after turn t's context plus the pseudo
+    continuation (template-specific; the default is the repo's Qwen string); ``IG_t = P_t - P_{t-1}`` on
+    non-final turns, ``alpha * F1(answer, gold)`` on the final turn (alpha 1.0). Dense only; use pipeline
+    ``credit: {mode: returns, baseline: position_mean}`` for the repo's advantage.
+    """
+
+    name = "igpo"
+
+    def __init__(
+        self,
+        pseudo_prefix: str = "\nNow there's enough information to answer\n</think>\n<answer>\n",
+        alpha: float = 1.0,
+    ) -> None:
+        self.pseudo_prefix, self.alpha = pseudo_prefix, float(alpha)
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        scorer = self.resolve(group, self.name)
+        plan: list[tuple[int, str]] = []
+        for i, s in enumerate(group):
+            spans = locate(s.completion, steps_of(s))
+            ends = [0] + [sp.end for sp in spans[:-1]]
+            plan += [(i, s.completion[:e]) for e in ends]
+        got = scorer.logprobs(
+            [group[i].prompt for i, _ in plan],
+            [group[i].answer for i, _ in plan],
+            [ctx + self.pseudo_prefix for _, ctx in plan],
+        )
+        probs: list[list[float]] = [[] for _ in group]
+        for (i, _), row in zip(plan, got, strict=True):
+            probs[i].append(math.exp(sum(row) / len(row)) if row else 0.0)
+        out = []
+        for s, p in zip(group, probs, strict=True):
+            if not p:
+                out.append(RewardOutput(None, step_rewards=[]))
+                continue
+            f1 = token_f1(extract_answer(s.completion), s.answer)
+            out.append(RewardOutput(None, step_rewards=igpo_turn_rewards(p, f1, self.alpha), info={"P": p}))
+        return out
+
+
+class Prime(ScorerSlot):
+    """PRIME implicit-PRM token rewards (PRIME-RL/PRIME, verl recipe; CODE):
+    ``r_t = beta * (log pi_phi - log pi_ref)`` per completion token (beta 0.05), then ``norm``: ``batch_norm``
+    (recipe default: divide by the batch max |return|) or ``none``. ``drop_last`` reproduces the verl recipe
+    dropping the last token (the original repo keeps it; default False). Log-probs come from
+    ``Sample.extras[prm_key]`` / ``[ref_key]`` when present, else from the scorer (policy = PRM; the exact
+    completion token ids when the scorer is a ``TokenScorer``, as the trainer's is). Token count must equal
+    ``len(completion_ids)``. The online PRM update is ``shaping.prime_ce_loss`` (trainer hook).
+    """
+
+    name = "prime"
+    needs_reference = True
+
+    def __init__(
+        self,
+        beta: float = 0.05,
+        norm: Literal["batch_norm", "none"] = "batch_norm",
+        drop_last: bool = False,
+        prm_key: str = "prm_logprobs",
+        ref_key: str = "ref_logprobs",
+    ) -> None:
+        need(norm in ("batch_norm", "none"), "prime.norm must be batch_norm or none")
+        self.beta, self.norm, self.drop_last = float(beta), norm, bool(drop_last)
+        self.prm_key, self.ref_key = prm_key, ref_key
+
+    def _rows(self, group: Sequence[Sample]) -> list[list[float]]:
+        if all(self.prm_key in s.extras and self.ref_key in s.extras for s in group):
+            prm = [float_list(s.extras[self.prm_key], self.prm_key) for s in group]
+            ref = [float_list(s.extras[self.ref_key], self.ref_key) for s in group]
+        else:
+            scorer: PolicyScorer = self.resolve(group, self.name)
+            prompts = [s.prompt for s in group]
+            if isinstance(scorer, TokenScorer) and all(s.completion_ids for s in group):
+                ids = [s.completion_ids for s in group]
+                prm, ref = (
+                    scorer.token_logprobs(prompts, ids),
+                    scorer.token_logprobs(prompts, ids, reference=True),
+                )
+            else:
+                comps = [s.completion for s in group]
+                prm, ref = scorer.logprobs(prompts, comps), scorer.ref_logprobs(prompts, comps)
+        return [prime_token_rewards(a, b, self.beta, self.drop_last) for a, b in zip(prm, ref, strict=True)]
+
+    def score_batch(self, groups: Sequence[Sequence[Sample]]) -> list[list[RewardOutput]]:
+        rows = [self._rows(g) for g in groups]
+        flat = [r for g in rows for r in g]
+        if self.norm == "batch_norm":
+            flat = prime_batch_norm(flat)
+        out, k = [], 0
+        for g in rows:
+            out.append([RewardOutput(None, token_rewards=flat[k + j]) for j in range(len(g))])
+            k += len(g)
+        return out
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        return self.score_batch([group])[0]
+
+
+class ProgressMC(ScorerSlot, Composite):
+    """Monte-Carlo progress rewards (PAV, Setlur et al. arXiv 2410.08146; TEXT): step h gets
+    ``alpha * (V(s_h) - V(s_{h-1}))`` with ``V(s) = (1/n) sum_j 1[rollout j from s correct]``.
+
+    Prefixes ``s_h`` = the completion up to the end of step h (``s_0`` = nothing). Rollouts come from the
+    bound scorer's ``sample`` (the prover; PAV uses a separate prover policy, here the current policy unless
+    the trainer binds another) and are checked by ``verifier`` on ``prefix + terminate + continuation``.
+    ``V(s_H)`` = ``verifier`` on the completion itself (``final``: ``verify``) or sampled (``sample``).
+    Precomputed ``Sample.extras[values_key]`` (H + 1 values) skips sampling. ``alpha`` (1.0) UNCONFIRMED.
+    """
+
+    name = "progress_mc"
+
+    def __init__(
+        self,
+        registry: Registry,
+        n: int = 8,
+        alpha: float = 1.0,
+        verifier: Spec = "exact_match",
+        terminate: str = "",
+        final: Literal["verify", "sample"] = "verify",
+        values_key: str = "prefix_values",
+    ) -> None:
+        need(1 <= n <= 1024, f"{self.name}.n must be in [1, 1024]")
+        need(final in ("verify", "sample"), f"{self.name}.final must be verify or sample")
+        self.verifier = build_sub(registry, verifier, f"{self.name}.verifier")
+        self.n, self.alpha, self.terminate, self.final, self.values_key = (
+            int(n),
+            float(alpha),
+            terminate,
+            final,
+            values_key,
+        )
+
+    def children(self) -> Iterator[RewardModule]:
+        yield self.verifier
+
+    def bind_scorer(self, scorer: PolicyScorer | None) -> None:
+        ScorerSlot.bind_scorer(self, scorer)
+        Composite.bind_scorer(self, scorer)
+
+    def _values(self, s: Sample) -> list[float]:
+        steps = steps_of(s)
+        spans = locate(s.completion, steps)
+        prefixes = [""] + [s.completion[: sp.end] for sp in spans]
+        sampled = prefixes if self.final == "sample" else prefixes[:-1]
+        scorer = self.resolve([s], self.name)
+        conts = scorer.sample([s.prompt] * len(sampled), self.n, [p + self.terminate for p in sampled])
+        values = []
+        for p, cs in zip(sampled, conts, strict=True):
+            probes = [
+                Sample(s.prompt, p + self.terminate + c, s.answer, s.task, gold_steps=s.gold_steps)
+                for c in cs
+            ]
+            values.append(mc_value([float(v or 0.0) for v in scalars(self.verifier, probes, 0.0)]))
+        if self.final == "verify":
+            values.append(float(scalars(self.verifier, [s], 0.0)[0] or 0.0))
+        return values
+
+    def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
+        out = []
+        for s in group:
+            pre = s.extras.get(self.values_key)
+            values = float_list(pre, self.values_key) if pre is not None else self._values(s)
+            if len(values) != len(steps_of(s)) + 1:
+                raise RewardError(
+                    f"{self.name}: {len(values)} prefix values for {len(steps_of(s))} steps (need H+1)"
+                )
+            out.append(
+                RewardOutput(None, step_rewards=progress_rewards(values, self.alpha), info={"values": values})
+            )
+        return out
+
+
+class MrtProgress(ProgressMC):
+    """MRT episode progress (Qu et al., arXiv 2503.07572; TEXT): like ``progress_mc`` but each prefix is
+    forced to stop thinking (``terminate``, template-specific placeholder ``\\n</think>\\n``) before the
+    answer is sampled: ``J(mu(.|z_0:j)) - J(mu(.|z_0:j-1))``. MRT's alpha is UNCONFIRMED."""
+
+    name = "mrt_progress"
+
+    def __init__(self, registry: Registry, terminate: str = "\n</think>\n", **kw: object) -> None:
+        super().__init__(registry, terminate=terminate, **kw)  # type: ignore[arg-type]

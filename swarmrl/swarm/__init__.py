@@ -1,0 +1,25 @@
+"""The swarm: transports, admission, receive path, external rollout pool and SAPO sampler.
+
+Never imports torch, ``trainer`` or ``rewards``: a gossip-only process stays small. The gRPC and libp2p
+transports are imported only by ``build_transport`` when the config chooses them.
+
+Public surface: ``Swarm`` (the facade the node uses), ``build_transport``, ``Identity``, the ``Transport``
+interface, ``SwarmEvents``/``CountingEvents`` and ``MemoryHub`` (tests and simulations).
+"""
+
+from swarmrl.swarm.events import CountingEvents, SwarmEvents
+from swarmrl.swarm.identity import Identity
+from swarmrl.swarm.memory import MemoryHub
+from swarmrl.swarm.service import Swarm, build_transport
+from swarmrl.swarm.transport import PeerState, Transport
+
+__all__ = [
+    "CountingEvents",
+    "Identity",
+    "MemoryHub",
+    "PeerState",
+    "Swarm",
+    "SwarmEvents",
+    "Transport",
+    "build_transport",
+]

@@ -1,0 +1,320 @@
+"""gRPC transport: static peers, one bidirectional stream per link, optional mutual TLS.
+
+Each node serves ``SwarmPeer.Exchange`` and dials every address in its static peer list (reconnecting
+with jittered exponential back-off). On each new stream both ends first send a signed ``Hello``; the
+stream is then bound to the peer id the Hello proves, which is what the peer filter (allowlist) and the
+receive path see. Envelopes are pushed as opaque bytes; one link per peer id is used for sending, so two
+nodes that list each other do not receive everything twice. A slow peer never blocks ``publish``: each
+link has a bounded queue that drops its oldest envelope when full.
+
+With ``tls_ca``/``tls_cert``/``tls_key`` both the server and the dialler present certificates signed by
+the swarm CA and require the other side's (mutual TLS); a peer without such a certificate cannot open a
+stream. Without TLS, the Hello still proves identity, but traffic is not confidential and a recorded Hello
+could be replayed within the clock window by someone on the path (who could then receive, never forge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from swarmrl.errors import ProtocolError, TransportError
+from swarmrl.protocol import envelope as wire
+from swarmrl.protocol import swarm_pb2, swarm_pb2_grpc
+from swarmrl.protocol.envelope import Signer
+from swarmrl.swarm.events import SwarmEvents
+from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Transport
+
+log = logging.getLogger(__name__)
+
+_FRAME_OVERHEAD = 1024
+#: Inbound streams served at once (handshaking or linked); more are refused by gRPC, bounding what a flood
+#: of connections can hold.
+_MAX_STREAMS = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files for mutual TLS: the swarm CA, this node's certificate chain and its key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        try:
+            return self.ca.read_bytes(), self.cert.read_bytes(), self.key.read_bytes()
+        except OSError as exc:
+            raise TransportError(
+                f"cannot read TLS file '{exc.filename}': {exc.strerror}; check swarm.grpc.tls_*"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSettings:
+    swarm_id: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    static_peers: tuple[str, ...] = ()
+    tls: TlsFiles | None = None
+    tls_server_name: str = ""
+    reconnect_min_s: float = 0.2
+    reconnect_max_s: float = 10.0
+    handshake_timeout_s: float = 5.0
+    send_queue: int = 256
+    max_envelope_bytes: int = 1_000_000
+    max_clock_skew_s: float = 300.0
+
+
+class _Link:
+    """One authenticated stream to a peer, with its bounded outgoing queue."""
+
+    def __init__(self, peer_id: str, address: str, capacity: int) -> None:
+        self.peer_id = peer_id
+        self.address = address
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=capacity)
+        self.dropped = 0
+
+    def offer(self, data: bytes) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(data)
+
+
+ReadFrame = Callable[[], Awaitable[Any]]
+WriteFrame = Callable[[swarm_pb2.PeerFrame], Awaitable[None]]
+
+
+class _Servicer(swarm_pb2_grpc.SwarmPeerServicer):
+    def __init__(self, transport: GrpcTransport) -> None:
+        self._t = transport
+
+    async def Exchange(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
+        del request_iterator  # frames are read with context.read()
+        t = self._t
+        try:
+            first = await asyncio.wait_for(context.read(), t.settings.handshake_timeout_s)
+            peer = t._check_hello(first)
+        except (TimeoutError, ProtocolError) as exc:
+            log.info("refused inbound stream from %s: %s", context.peer(), exc)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "handshake refused")
+            return
+        await context.write(swarm_pb2.PeerFrame(hello=t._hello()))
+        address = first.hello.listen_addr or context.peer()
+        await t._serve_link(_Link(peer, address, t.settings.send_queue), context.read, context.write)
+
+
+class GrpcTransport(Transport):
+    """Static-peer gRPC transport (see module docstring)."""
+
+    def __init__(
+        self, settings: GrpcSettings, identity: Signer, peer_id_text: str, events: SwarmEvents | None = None
+    ) -> None:
+        self.settings = settings
+        self._events = events
+        self._identity = identity
+        self.peer_id = peer_id_text
+        self._handler: EnvelopeHandler | None = None
+        self._admit: PeerFilter | None = None
+        self._links: dict[str, list[_Link]] = {}
+        self._server: grpc.aio.Server | None = None
+        self._port = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._rng = random.Random()
+        self.sent = 0
+        limit = settings.max_envelope_bytes + _FRAME_OVERHEAD
+        self._options: list[tuple[str, Any]] = [
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+        ]
+
+    # --------------------------------------------------------------------------------------- interface
+
+    async def start(self) -> None:
+        s = self.settings
+        # no SO_REUSEPORT: a second node on the same port must fail, not silently share the socket
+        server = grpc.aio.server(
+            options=[*self._options, ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=_MAX_STREAMS
+        )
+        swarm_pb2_grpc.add_SwarmPeerServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
+        bind = f"{s.listen_host}:{s.listen_port}"
+        try:
+            if s.tls is None:
+                port = server.add_insecure_port(bind)
+            else:
+                ca, cert, key = s.tls.read()
+                creds = grpc.ssl_server_credentials(
+                    [(key, cert)], root_certificates=ca, require_client_auth=True
+                )
+                port = server.add_secure_port(bind, creds)
+        except (RuntimeError, TransportError) as exc:
+            await server.stop(None)
+            raise TransportError(f"cannot listen on {bind}: {exc}; pick another swarm.listen_port") from None
+        if port == 0:
+            await server.stop(None)
+            raise TransportError(
+                f"cannot listen on {bind}; is the port in use? pick another swarm.listen_port"
+            )
+        self._port = port
+        await server.start()
+        self._server = server
+        for address in s.static_peers:
+            self._spawn(self._dial_loop(address))
+
+    async def publish(self, data: bytes) -> None:
+        for links in list(self._links.values()):
+            if links:
+                links[0].offer(data)
+                self.sent += 1
+
+    def subscribe(self, handler: EnvelopeHandler) -> None:
+        self._handler = handler
+
+    def set_peer_filter(self, admit: PeerFilter) -> None:
+        self._admit = admit
+
+    def peers(self) -> list[PeerState]:
+        return [PeerState(peer_id=p, address=links[0].address) for p, links in self._links.items() if links]
+
+    def listen_addrs(self) -> list[str]:
+        return [f"{self.settings.listen_host}:{self._port}"] if self._port else []
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._server is not None:
+            await self._server.stop(grace=0.2)
+            self._server = None
+
+    # --------------------------------------------------------------------------------------- handshake
+
+    def _hello(self) -> swarm_pb2.Hello:
+        addr = self.listen_addrs()
+        return wire.make_hello(self._identity, self.settings.swarm_id, addr[0] if addr else "", _now_ms())
+
+    def _check_hello(self, frame: Any) -> str:
+        if frame is grpc.aio.EOF or frame is None or not frame.HasField("hello"):
+            raise ProtocolError("malformed", "stream did not start with a Hello")
+        skew_ms = int(self.settings.max_clock_skew_s * 1000)
+        peer = wire.verify_hello(frame.hello, self.settings.swarm_id, _now_ms(), skew_ms)
+        if peer == self.peer_id:
+            raise ProtocolError("malformed", "connected to ourselves")
+        if self._admit is not None and not self._admit(peer):
+            raise ProtocolError("not_allowed", f"peer {peer} is not on the allowlist")
+        return peer
+
+    # ------------------------------------------------------------------------------------------ links
+
+    async def _serve_link(self, link: _Link, read: ReadFrame, write: WriteFrame) -> None:
+        """Run an authenticated link until either side closes it: read frames, push the queue."""
+        self._links.setdefault(link.peer_id, []).append(link)
+        self._report_peers()
+        log.info("connected to peer %s at %s", link.peer_id, link.address)
+        reader = asyncio.ensure_future(self._read_loop(link, read))
+        try:
+            while True:
+                getter = asyncio.ensure_future(link.queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter not in done:
+                    getter.cancel()
+                    break
+                await write(swarm_pb2.PeerFrame(envelope=getter.result()))
+                if self._events is not None:
+                    self._events.messages_sent(1)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            links = self._links.get(link.peer_id, [])
+            if link in links:
+                links.remove(link)
+            if not links:
+                self._links.pop(link.peer_id, None)
+            self._report_peers()
+            log.info("link to peer %s closed", link.peer_id)
+
+    async def _read_loop(self, link: _Link, read: ReadFrame) -> None:
+        while True:
+            frame = await read()
+            if frame is grpc.aio.EOF:
+                return
+            if frame.HasField("envelope") and self._handler is not None:
+                self._handler(frame.envelope, link.peer_id)
+
+    async def _dial_loop(self, address: str) -> None:
+        """Keep a stream to ``address`` open, reconnecting with jittered exponential back-off."""
+        s = self.settings
+        delay = s.reconnect_min_s
+        while not self._closing:
+            try:
+                if await self._dial_once(address):
+                    delay = s.reconnect_min_s
+            except asyncio.CancelledError:
+                raise
+            except ProtocolError as exc:
+                log.warning("peer at %s refused: %s", address, exc)
+                if "ourselves" in str(exc):
+                    return
+            except Exception as exc:  # network failures are normal at the edge: retry
+                log.debug("stream to %s failed: %r", address, exc)
+            if self._closing:
+                return
+            await asyncio.sleep(delay * (0.5 + self._rng.random()))
+            delay = min(delay * 2, s.reconnect_max_s)
+
+    async def _dial_once(self, address: str) -> bool:
+        """One connection attempt; returns True if the handshake succeeded (the stream has ended since)."""
+        s = self.settings
+        options = list(self._options)
+        if s.tls is None:
+            channel = grpc.aio.insecure_channel(address, options=options)
+        else:
+            ca, cert, key = s.tls.read()
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=ca, private_key=key, certificate_chain=cert
+            )
+            if s.tls_server_name:
+                options.append(("grpc.ssl_target_name_override", s.tls_server_name))
+            channel = grpc.aio.secure_channel(address, creds, options=options)
+        try:
+            stub = swarm_pb2_grpc.SwarmPeerStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Exchange()
+            await call.write(swarm_pb2.PeerFrame(hello=self._hello()))
+            first = await asyncio.wait_for(call.read(), s.handshake_timeout_s)
+            peer = self._check_hello(first)
+            await self._serve_link(_Link(peer, address, s.send_queue), call.read, call.write)
+            call.cancel()
+            return True
+        finally:
+            await channel.close(grace=None)
+
+    def _report_peers(self) -> None:
+        if self._events is not None:
+            self._events.peers_connected(len(self._links))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

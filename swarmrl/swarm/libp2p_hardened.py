@@ -1,0 +1,159 @@
+"""py-libp2p 0.8.1 pubsub classes hardened against hostile peers, plus flood-publish of own messages.
+
+Why (LIBP2P_NOTES "A remote peer can crash a node"): upstream lets a pubsub message with a malformed
+``key`` field raise out of ``push_msg`` (the Pubsub service then cancels itself), and a garbage frame on
+the meshsub protocol raise out of the stream handler (the host's service manager then cancels the whole
+host). Here both are caught at the boundary where remote input enters, counted through ``on_malformed`` and
+dropped; the supervisor in ``libp2p_stack`` restarts the stack if anything still gets through.
+
+Flood-publish: upstream sends a node's own messages only to its mesh, so a message published after a peer
+subscribed but before the next heartbeat grafted it is lost. Like go-libp2p's ``WithFloodPublish``, own
+messages go to every gossipsub peer subscribed to the topic; receivers drop duplicates by message id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+
+from libp2p.abc import INetStream
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+
+logger = logging.getLogger(__name__)
+
+#: Called with (where: "stream" | "message", forwarding peer id, the exception) for every dropped input.
+MalformedHook = Callable[[str, str, BaseException], None]
+#: Admission test on a base58 peer id (private swarms); ``None`` admits everyone.
+AdmitHook = Callable[[str], bool]
+
+
+class HardenedPubsub(Pubsub):
+    """Pubsub whose remote-input entry points drop (and report) anything that raises."""
+
+    on_malformed: MalformedHook | None = None
+    admit: AdmitHook | None = None
+
+    def is_peer_blacklisted(self, peer_id: ID) -> bool:
+        """Upstream's blacklist, plus every peer the allowlist refuses: such a peer is never registered
+        (so nothing is ever sent to it) and messages it forwards or originates are dropped unread."""
+        if super().is_peer_blacklisted(peer_id):
+            return True
+        admit = self.admit
+        if admit is None:
+            return False
+        try:
+            return not admit(peer_id.to_base58())
+        except Exception:
+            return True
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        """Read a peer's pubsub stream; a garbage frame resets that stream instead of killing the host."""
+        peer_id = stream.muxed_conn.peer_id
+        if self.is_peer_blacklisted(peer_id):
+            try:
+                await stream.reset()
+            except Exception:
+                logger.debug("reset of a refused pubsub stream from %s failed", peer_id, exc_info=True)
+            return
+        try:
+            await super().stream_handler(stream)
+        except Exception as exc:
+            self._report("stream", peer_id, exc)
+            try:
+                await stream.reset()
+            except Exception:
+                logger.debug("reset of a malformed pubsub stream from %s failed", peer_id, exc_info=True)
+            try:
+                self._handle_dead_peer(peer_id)
+            except Exception:
+                logger.debug("cleanup after a malformed pubsub stream from %s failed", peer_id, exc_info=True)
+
+    async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
+        """Validate and forward one message; one that makes validation raise is dropped, not fatal."""
+        try:
+            await super().push_msg(msg_forwarder, msg)
+        except Exception as exc:
+            self._report("message", msg_forwarder, exc)
+
+    async def _handle_new_peer(self, peer_id: ID) -> None:
+        """Register a (re)connected peer, replacing a registration whose connection is already gone.
+
+        Upstream skips a peer that still has an entry in ``peers``; when a peer restarts with the same
+        identity before the old connection's death was processed, the entry is a stream on a closed
+        connection and the peer would never get our subscriptions or messages again.
+        """
+        current = self.peers.get(peer_id)
+        if current is not None and self._is_stale(peer_id, current):
+            self._drop_stale_stream(peer_id)
+        await super()._handle_new_peer(peer_id)
+
+    def prune_stale_streams(self) -> int:
+        """Drop registrations whose connection has closed (called periodically). Returns how many."""
+        pruned = 0
+        for peer_id, stream in list(self.peers.items()):
+            if not self._is_stale(peer_id, stream):
+                continue
+            pruned += 1
+            if self._peer_is_connected(peer_id):
+                # reconnected on another connection: keep its subscriptions, reopen our stream there
+                self._drop_stale_stream(peer_id)
+                self._schedule_peer_stream_retry(peer_id)
+            else:
+                self._handle_dead_peer(peer_id)
+        return pruned
+
+    def _is_stale(self, peer_id: ID, stream: INetStream) -> bool:
+        conn = stream.muxed_conn
+        if getattr(conn, "is_closed", False):
+            return True
+        try:
+            live = [getattr(c, "muxed_conn", None) for c in self.host.get_network().get_connections(peer_id)]
+        except Exception:
+            return False
+        return all(m is not conn for m in live)
+
+    def _drop_stale_stream(self, peer_id: ID) -> None:
+        self.peers.pop(peer_id, None)
+        queue = self.peer_queues.pop(peer_id, None)
+        if queue is not None:
+            queue.close()
+        self._replayed_recent_topics.pop(peer_id, None)
+        try:
+            self.router.remove_peer(peer_id)
+        except Exception:
+            logger.debug("router.remove_peer(%s) failed", peer_id, exc_info=True)
+
+    def _report(self, where: str, peer_id: ID, exc: BaseException) -> None:
+        logger.warning("dropped malformed pubsub %s from peer %s: %r", where, peer_id, exc)
+        hook = self.on_malformed
+        if hook is not None:
+            try:
+                hook(where, str(peer_id), exc)
+            except Exception:
+                logger.exception("on_malformed hook failed")
+
+
+class FloodPublishGossipSub(GossipSub):
+    """GossipSub that sends this node's own messages to all subscribed gossipsub peers, not only the mesh."""
+
+    flood_publish: bool = True
+
+    def _get_peers_to_send(
+        self,
+        topic_ids: Iterable[str],
+        msg_forwarder: ID,
+        origin: ID,
+        msg_id: bytes | None = None,
+    ) -> Iterable[ID]:
+        topics = list(topic_ids)
+        chosen = set(super()._get_peers_to_send(topics, msg_forwarder, origin, msg_id))
+        pubsub = self.pubsub
+        if self.flood_publish and pubsub is not None and origin == pubsub.my_id:
+            for topic in topics:
+                for peer in pubsub.peer_topics.get(topic, ()):
+                    if peer != origin and self._is_gossipsub_peer(peer):
+                        chosen.add(peer)
+        return chosen

@@ -1,0 +1,590 @@
+"""The trio side of the libp2p transport: one supervised py-libp2p stack in a dedicated thread.
+
+py-libp2p is trio-only, the node is asyncio, so the stack runs in its own thread under ``trio.run``. Each
+*incarnation* builds a host (Noise only, optional private-network key), starts Pubsub and GossipSub *before*
+``host.run()`` (the other order crashes when a peer's stream arrives early), joins the topic and runs four
+tasks: drain the subscription, publish from the outbox at a paced rate, dial bootstrap/cached peers, and
+watch liveness (peers snapshot, peer cache). If anything escapes (a remote-triggered crash the hardened
+classes did not catch, a dead service), the supervisor logs it and starts a new incarnation with the same
+key and port, after a short backoff; messages waiting in the outbox survive the restart.
+
+Crossing threads: the asyncio side calls in with ``TrioToken.run_sync_soon`` (never blocks), and the stack
+calls out through the callbacks in ``StackCallbacks``, which must be thread-safe (the transport wraps them
+in ``loop.call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.abc import IHost
+from libp2p.crypto.keys import KeyPair
+from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
+from libp2p.custom_types import TSecurityOptions
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import PeerInfo
+from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.tools.anyio_service import background_trio_service
+
+from swarmrl.swarm.libp2p_hardened import FloodPublishGossipSub, HardenedPubsub
+from swarmrl.swarm.libp2p_peercache import PeerCache
+from swarmrl.swarm.transport import PeerState
+
+logger = logging.getLogger(__name__)
+
+#: A publish waits for peers' outbound queues (32 RPCs upstream) to drop below this many entries ...
+QUEUE_HIGH_WATER = 16
+#: ... but for at most this long, so one stalled peer cannot stop publishing.
+QUEUE_WAIT_S = 1.0
+#: Outbox capacity (messages waiting to be paced out); ``publish`` waits while it is full.
+OUTBOX_SIZE = 256
+
+
+class StackDied(Exception):
+    """A libp2p service stopped running without raising (the supervisor restarts the stack)."""
+
+
+class InjectedFault(Exception):
+    """Raised on request inside an incarnation, so tests can exercise the supervisor."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything one stack needs; plain values, validated by the transport's constructor."""
+
+    key_pair: KeyPair
+    topic: str
+    listen_host: str
+    listen_port: int
+    bootstrap: tuple[str, ...]
+    psk_hex: str | None
+    peer_cache_path: Path | None
+    mdns: bool
+    heartbeat_s: float
+    publish_rate: float
+    router_rate_limit: float
+    mesh_grace_s: float
+    connect_timeout_s: float
+    redial_s: float
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+
+
+@dataclass
+class StackCounters:
+    """Running totals, written by the trio thread, read (as ints, atomically) by anyone."""
+
+    published: int = 0
+    delivered: int = 0
+    malformed_dropped: int = 0
+    restarts: int = 0
+    dial_failures: int = 0
+
+
+@dataclass
+class StackCallbacks:
+    """Thread-safe hooks the stack calls from the trio thread."""
+
+    deliver: Callable[[bytes, str], None]
+    ready: Callable[[BaseException | None], None]
+    sent: Callable[[int], None] = lambda _n: None
+    peers_changed: Callable[[int], None] = lambda _n: None
+    #: One hostile or broken frame/message was dropped at the input boundary.
+    malformed: Callable[[], None] = lambda: None
+    #: Admission test on a base58 peer id, called in the trio thread (must be thread-safe); None admits all.
+    admit: Callable[[str], bool] | None = None
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    next_try: float = 0.0
+
+
+@dataclass
+class _Outgoing:
+    data: bytes
+    taken: Callable[[], None] | None = None
+
+
+@dataclass
+class Libp2pStack:
+    """Owns the trio run. ``run()`` is the thread's entry point; the other public methods are thread-safe."""
+
+    config: StackConfig
+    callbacks: StackCallbacks
+    counters: StackCounters = field(default_factory=StackCounters)
+    peer_snapshot: tuple[PeerState, ...] = ()
+    addr_snapshot: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._root_scope: trio.CancelScope | None = None
+        self._root_nursery: trio.Nursery | None = None
+        self._bound_port = self.config.listen_port
+        self._ready_reported = False
+        self._fault: trio.Event | None = None  # created inside the trio run
+        self._stop_requested = False
+        self._inflight: _Outgoing | None = None
+        self._first_seen: dict[ID, float] = {}
+        self._backoff: dict[str, _Backoff] = {}
+        self._cache = PeerCache.load(self.config.peer_cache_path)
+        self._cache_dirty = False
+        self._cache_saved_at = 0.0
+        self._my_id = ID.from_pubkey(self.config.key_pair.public_key)
+        self._outbox_send: trio.MemorySendChannel[_Outgoing] | None = None
+        self._outbox_recv: trio.MemoryReceiveChannel[_Outgoing] | None = None
+
+    # ----------------------------------------------------------------- called from other threads
+    @property
+    def peer_id(self) -> str:
+        return self._my_id.to_base58()
+
+    def run(self) -> None:
+        """Thread entry point: run the supervisor until ``stop()``; never raises."""
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # shutdown races such as "Nursery is closed to new arrivals"
+            logger.debug("libp2p trio run ended with %r", exc)
+            if not self._ready_reported:
+                self._report_ready(exc)
+
+    def stop(self) -> None:
+        """Ask the trio run to finish (safe to call from any thread, any number of times)."""
+        self._stop_requested = True
+        token = self._token
+        if token is None:
+            return  # _main checks the flag once it has a token
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(self._cancel_root)
+
+    def submit(self, data: bytes, taken: Callable[[], None]) -> None:
+        """Queue ``data`` for publishing; ``taken()`` is called (in the trio thread) when the publisher takes
+        it off the outbox, so the caller can count free outbox slots without a round trip per message.
+
+        Raises ``trio.RunFinishedError`` when the stack is no longer running.
+        """
+        token = self._token
+        if token is None:
+            raise trio.RunFinishedError("libp2p stack not started")
+        token.run_sync_soon(self._enqueue, _Outgoing(data, taken))
+
+    def inject_fault(self) -> None:
+        """Make the current incarnation fail (for supervisor tests)."""
+        if self._token is not None:
+            self._token.run_sync_soon(self._set_fault)
+
+    # ----------------------------------------------------------------- trio thread
+    def _cancel_root(self) -> None:
+        if self._root_scope is not None:
+            self._root_scope.cancel()
+
+    def _set_fault(self) -> None:
+        if self._fault is not None:
+            self._fault.set()
+
+    def _enqueue(self, item: _Outgoing) -> None:
+        send = self._outbox_send
+        nursery = self._root_nursery
+        if send is None or nursery is None:
+            return
+        try:
+            send.send_nowait(item)
+        except trio.WouldBlock:
+            nursery.start_soon(self._enqueue_blocking, item)
+            return
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return
+
+    async def _enqueue_blocking(self, item: _Outgoing) -> None:
+        if self._outbox_send is None:
+            return
+        await self._outbox_send.send(item)
+
+    def _report_ready(self, error: BaseException | None) -> None:
+        if self._ready_reported:
+            return
+        self._ready_reported = True
+        self.callbacks.ready(error)
+
+    async def _main(self) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[_Outgoing](OUTBOX_SIZE)
+        with trio.CancelScope() as scope:
+            self._root_scope = scope
+            if self._stop_requested:
+                scope.cancel()
+            async with trio.open_nursery() as nursery:
+                self._root_nursery = nursery
+                await self._supervise()
+                nursery.cancel_scope.cancel()
+        self._cache.save()
+
+    async def _supervise(self) -> None:
+        consecutive = 0
+        while True:
+            started = trio.current_time()
+            try:
+                await self._incarnation()
+                raise StackDied("libp2p incarnation returned")
+            except BaseException as exc:
+                if self._root_scope is not None and self._root_scope.cancel_called:
+                    raise
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    raise
+                if not self._ready_reported:
+                    self._report_ready(exc)
+                    return
+                if trio.current_time() - started > 30.0:
+                    consecutive = 0
+                consecutive += 1
+                self.counters.restarts += 1
+                delay = min(5.0, 0.1 * 2 ** (consecutive - 1))
+                logger.warning(
+                    "libp2p stack failed (%r); restarting in %.1fs (restart #%d)",
+                    exc,
+                    delay,
+                    self.counters.restarts,
+                )
+                self.peer_snapshot = ()
+                self.callbacks.peers_changed(0)
+                await trio.sleep(delay)
+
+    def _build(self) -> tuple[IHost, HardenedPubsub, FloodPublishGossipSub]:
+        cfg = self.config
+        security: TSecurityOptions = {
+            NOISE_PROTOCOL_ID: NoiseTransport(
+                cfg.key_pair, noise_privkey=create_x25519_key_pair().private_key
+            )
+        }
+        listen = multiaddr.Multiaddr(f"/ip4/{cfg.listen_host}/tcp/{self._bound_port}")
+        host = new_host(
+            key_pair=cfg.key_pair,
+            sec_opt=security,
+            listen_addrs=[listen],
+            enable_mDNS=cfg.mdns,
+            enable_metrics=False,
+            psk=cfg.psk_hex,
+        )
+        gossipsub = FloodPublishGossipSub(
+            protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
+            degree=cfg.degree,
+            degree_low=cfg.degree_low,
+            degree_high=cfg.degree_high,
+            # The annotation says int; trio.sleep takes any real, and sub-second heartbeats are valid.
+            heartbeat_interval=cfg.heartbeat_s,  # type: ignore[arg-type]
+            # Adaptive gossip stretches a "moderately healthy" heartbeat to >= 60 s, which in a small
+            # swarm re-creates the memory growth and slow mesh repair that a 1 s heartbeat avoids.
+            adaptive_gossip_enabled=False,
+            max_messages_per_topic_per_second=cfg.router_rate_limit,
+        )
+        pubsub = HardenedPubsub(host, gossipsub, strict_signing=True)
+        pubsub.on_malformed = self._on_malformed
+        pubsub.admit = self.callbacks.admit
+        return host, pubsub, gossipsub
+
+    def _on_malformed(self, where: str, peer: str, exc: BaseException) -> None:
+        self.counters.malformed_dropped += 1
+        self.callbacks.malformed()
+
+    def _admits(self, peer: str) -> bool:
+        admit = self.callbacks.admit
+        return admit is None or admit(peer)
+
+    async def _incarnation(self) -> None:
+        if self._bound_port:
+            _probe_port(self.config.listen_host, self._bound_port)
+        host, pubsub, gossipsub = self._build()
+        self._fault = trio.Event()
+        self._first_seen.clear()
+        listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self._bound_port}")
+        # Order matters: Pubsub and GossipSub must run before the host accepts streams.
+        async with (
+            background_trio_service(pubsub),
+            background_trio_service(gossipsub),
+            host.run([listen]),
+        ):
+            subscription = await pubsub.subscribe(self.config.topic)
+            self._remember_bound_port(host)
+            self.addr_snapshot = tuple(self._full_addr(a) for a in host.get_addrs())
+            first_round = trio.Event()
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._drain, subscription)
+                    nursery.start_soon(self._dialer, host, first_round)
+                    nursery.start_soon(self._watch, host, pubsub, gossipsub)
+                    with trio.move_on_after(self.config.connect_timeout_s + 1.0):
+                        await first_round.wait()
+                    self._report_ready(None)
+                    nursery.start_soon(self._publisher, host, pubsub)
+                    await self._fault.wait()
+                    raise InjectedFault("fault injected on request")
+            finally:
+                self._save_cache(force=True)
+                await self._close_host(host)
+
+    @staticmethod
+    async def _close_host(host: IHost) -> None:
+        """Close every connection explicitly: a cancelled host leaves its sockets open, and peers would keep
+        a stale pubsub stream to us (they only reopen one once the old connection is gone)."""
+        with trio.move_on_after(2.0) as scope:
+            scope.shield = True
+            try:
+                await host.close()
+            except Exception as exc:
+                logger.debug("closing the libp2p host raised %r", exc)
+
+    def _remember_bound_port(self, host: IHost) -> None:
+        for addr in host.get_transport_addrs():
+            port = addr.value_for_protocol("tcp")
+            if port is not None:
+                self._bound_port = int(port)
+                return
+
+    def _full_addr(self, addr: multiaddr.Multiaddr) -> str:
+        text = str(addr)
+        suffix = f"/p2p/{self.peer_id}"
+        return text if text.endswith(suffix) else text + suffix
+
+    async def _drain(self, subscription: object) -> None:
+        """Empty the subscription continuously (it holds 32 messages, then drops) and hand messages out."""
+        get = subscription.get  # type: ignore[attr-defined]
+        my_id = self._my_id.to_bytes()
+        while True:
+            msg = await get()
+            if msg.from_id == my_id:
+                continue  # own publish, echoed locally by pubsub
+            try:
+                origin = ID(msg.from_id).to_base58()
+            except Exception:
+                continue
+            self.counters.delivered += 1
+            self.callbacks.deliver(bytes(msg.data), origin)
+
+    async def _publisher(self, host: IHost, pubsub: HardenedPubsub) -> None:
+        """Publish the outbox at most ``publish_rate`` messages/s, after new peers have subscribed."""
+        recv = self._outbox_recv
+        if recv is None:
+            return
+        interval = 1.0 / self.config.publish_rate
+        next_at = trio.current_time()
+        while True:
+            if self._inflight is None:
+                self._inflight = await recv.receive()
+                if self._inflight.taken is not None:
+                    self._inflight.taken()
+            await trio.sleep_until(next_at)
+            await self._await_subscribers(host, pubsub)
+            await self._await_queue_room(pubsub)
+            await pubsub.publish(self.config.topic, self._inflight.data)
+            self._inflight = None
+            self.counters.published += 1
+            self.callbacks.sent(1)
+            next_at = max(next_at + interval, trio.current_time())
+
+    async def _await_subscribers(self, host: IHost, pubsub: HardenedPubsub) -> None:
+        """Wait (up to ``mesh_grace_s`` after each connects) until connected peers have joined the topic.
+
+        A message published while a peer is connected but has not yet announced its subscription reaches
+        that peer only through the cache replay; waiting here closes that window. Peers that never join
+        (another swarm) stop delaying publishes ``mesh_grace_s`` after they were first seen.
+        """
+        grace = self.config.mesh_grace_s
+        while True:
+            now = trio.current_time()
+            subscribed = pubsub.peer_topics.get(self.config.topic, set())
+            waiting = False
+            for peer in host.get_connected_peers():
+                first = self._first_seen.setdefault(peer, now)
+                ready = peer in subscribed and peer in pubsub.peers
+                if not ready and now - first < grace:
+                    waiting = True
+                    break
+            if not waiting:
+                return
+            await trio.sleep(0.01)
+
+    @staticmethod
+    async def _await_queue_room(pubsub: HardenedPubsub) -> None:
+        """Wait (at most ``QUEUE_WAIT_S``) until every peer's outbound queue is at most half full.
+
+        Upstream drops an RPC when a peer's 32-slot queue is full, silently; pacing on the queues keeps
+        bursts from overflowing them, while the bound keeps one stalled peer from stopping the node.
+        """
+        deadline = trio.current_time() + QUEUE_WAIT_S
+        while trio.current_time() < deadline:
+            if all(len(q) < QUEUE_HIGH_WATER for q in list(pubsub.peer_queues.values())):
+                return
+            await trio.sleep(0.001)
+
+    async def _dialer(self, host: IHost, first_round: trio.Event) -> None:
+        """Dial bootstrap and cached peers that are not connected, with per-peer exponential backoff."""
+        while True:
+            targets = self._dial_targets(host)
+            if targets:
+                async with trio.open_nursery() as nursery:
+                    for peer_id, addrs in targets.items():
+                        nursery.start_soon(self._dial_one, host, peer_id, addrs, first_round)
+            first_round.set()
+            await trio.sleep(self.config.redial_s)
+
+    def _dial_targets(self, host: IHost) -> dict[ID, list[multiaddr.Multiaddr]]:
+        connected = set(host.get_connected_peers())
+        now = time.monotonic()
+        texts = list(self.config.bootstrap) + self._cache.addrs()
+        targets: dict[ID, list[multiaddr.Multiaddr]] = {}
+        for text in texts:
+            try:
+                ma = multiaddr.Multiaddr(text)
+                pid_text = ma.get_peer_id()
+                if pid_text is None:
+                    continue
+                peer_id = ID.from_base58(pid_text)
+                bare = ma.decapsulate(multiaddr.Multiaddr(f"/p2p/{pid_text}"))
+            except Exception:
+                logger.debug("skipping undialable address %s", text)
+                continue
+            if peer_id == self._my_id or peer_id in connected or not self._admits(pid_text):
+                continue
+            if self._backoff.get(pid_text, _Backoff()).next_try > now:
+                continue
+            targets.setdefault(peer_id, []).append(bare)
+        if self.config.mdns:
+            store = host.get_peerstore()
+            for peer_id in store.peers_with_addrs():
+                if peer_id == self._my_id or peer_id in connected or peer_id in targets:
+                    continue
+                if self._backoff.get(peer_id.to_base58(), _Backoff()).next_try > now:
+                    continue
+                targets[peer_id] = list(store.addrs(peer_id))
+        return targets
+
+    async def _dial_one(
+        self, host: IHost, peer_id: ID, addrs: list[multiaddr.Multiaddr], first_round: trio.Event
+    ) -> None:
+        key = peer_id.to_base58()
+        ok = False
+        with trio.move_on_after(self.config.connect_timeout_s):
+            try:
+                await host.connect(PeerInfo(peer_id, addrs))
+                ok = True
+            except Exception as exc:
+                logger.debug("dial %s failed: %r", key, exc)
+        if ok:
+            self._backoff.pop(key, None)
+            first_round.set()
+            return
+        self.counters.dial_failures += 1
+        state = self._backoff.setdefault(key, _Backoff())
+        state.failures += 1
+        delay = min(300.0, self.config.redial_s * 2 ** min(state.failures - 1, 10))
+        state.next_try = time.monotonic() + delay
+
+    async def _watch(self, host: IHost, pubsub: HardenedPubsub, gossipsub: FloodPublishGossipSub) -> None:
+        """Every 200 ms: check the services are alive, refresh the peers snapshot and the peer cache."""
+        network = host.get_network()
+        last_count = -1
+        while True:
+            for name, service in (("pubsub", pubsub), ("gossipsub", gossipsub), ("network", network)):
+                manager = getattr(service, "manager", None)
+                if manager is not None and manager.is_started and not manager.is_running:
+                    raise StackDied(f"libp2p {name} service stopped")
+            pubsub.prune_stale_streams()
+            peers = host.get_connected_peers()
+            refused = [p for p in peers if not self._admits(p.to_base58())]
+            for peer in refused:
+                await self._refuse(host, peer)
+            peers = [p for p in peers if p not in refused]
+            live = set(peers)
+            for gone in [p for p in self._first_seen if p not in live]:
+                del self._first_seen[gone]
+            store = host.get_peerstore()
+            snapshot = []
+            for peer in peers:
+                addrs = self._peer_addrs(store, peer)
+                snapshot.append(PeerState(peer_id=peer.to_base58(), address=addrs[0] if addrs else ""))
+                if addrs and self._cache.remember(peer.to_base58(), addrs):
+                    self._cache_dirty = True
+            self.peer_snapshot = tuple(snapshot)
+            if len(snapshot) != last_count:
+                last_count = len(snapshot)
+                self.callbacks.peers_changed(last_count)
+            self._save_cache(force=False)
+            await trio.sleep(0.2)
+
+    @staticmethod
+    async def _refuse(host: IHost, peer: ID) -> None:
+        """Close the connection of a peer the allowlist refuses (pubsub already ignores it)."""
+        logger.debug("closing the connection of %s: not on the allowlist", peer)
+        with trio.move_on_after(2.0):
+            try:
+                await host.disconnect(peer)
+            except Exception as exc:
+                logger.debug("disconnecting %s raised %r", peer, exc)
+
+    @staticmethod
+    def _peer_addrs(store: object, peer: ID) -> list[str]:
+        try:
+            raw = store.addrs(peer)  # type: ignore[attr-defined]
+        except Exception:
+            return []
+        suffix = f"/p2p/{peer.to_base58()}"
+        out: list[str] = []
+        for addr in raw:
+            text = str(addr)
+            if "/tcp/" not in text:
+                continue
+            if "/p2p/" not in text:
+                text += suffix
+            elif not text.endswith(suffix):
+                continue  # a relay or someone else's address
+            if text not in out:
+                out.append(text)
+        return out
+
+    def _save_cache(self, force: bool) -> None:
+        now = time.monotonic()
+        if not self._cache_dirty and not force:
+            return
+        if not force and now - self._cache_saved_at < 1.0:
+            return
+        self._cache.save()
+        self._cache_dirty = False
+        self._cache_saved_at = now
+
+
+def _probe_port(host: str, port: int) -> None:
+    """Fail if another process listens on ``host:port``.
+
+    py-libp2p binds with SO_REUSEPORT, so a second node configured with the same port would silently share
+    it (the kernel then splits incoming connections between them). A plain bind finds the conflict.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise OSError(exc.errno, f"{host}:{port} is already in use by another process") from exc
+
+
+def psk_to_hex(psk: bytes) -> str:
+    """py-libp2p wants the 32-byte private-network key as 64 hex characters."""
+    return psk.hex()
+
+
+def finite_positive(value: float) -> bool:
+    """True for a finite number > 0 (config checks)."""
+    return math.isfinite(value) and value > 0

@@ -1,0 +1,218 @@
+"""The receive path: every envelope from every transport is judged here, the same way.
+
+Order (cheap and unauthenticated first, costly and authenticated last):
+
+1. size (before any parsing) -> 2. envelope decode and shape -> 3. swarm id -> 4. allowlist ->
+5. bans (sender and relaying peer) -> 6. signature -> 7. replay (sequence window and timestamp window) ->
+8. per-sender rate limit -> 9. payload decode with count/length limits -> 10. per-group duplicate check ->
+11. task regeneration and comparison of question and answer.
+
+The payload is parsed only after the signature verifies, so unauthenticated bytes cost one small parse;
+failures found after that are the signed sender's fault. Failures before the signature is checked are
+charged to the peer that handed us the bytes (``via``), never to the sender the bytes claim to come from,
+so nobody can get an honest peer banned by forging its id. Envelope-level failures drop the envelope;
+group-level failures (duplicate, task) drop only that group. Nothing raises out of ``handle``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from swarmrl.errors import ProtocolError, TaskError
+from swarmrl.protocol import envelope as wire
+from swarmrl.protocol import peerid
+from swarmrl.protocol.types import RolloutGroup, TaskRef
+from swarmrl.swarm.admission import Admission
+from swarmrl.swarm.clock import Clock
+from swarmrl.swarm.events import SwarmEvents
+from swarmrl.swarm.lru import LRU
+from swarmrl.swarm.ratelimit import RateLimiter
+from swarmrl.swarm.replay import ReplayGuard
+
+log = logging.getLogger(__name__)
+
+#: Regenerates (question, answer) from a TaskRef; raises swarmrl.errors.TaskError when it cannot.
+Regenerate = Callable[[TaskRef], tuple[str, str]]
+#: Receives the accepted groups of one envelope (already marked external, attributed to the sender).
+GroupSink = Callable[[list[RolloutGroup]], None]
+
+_TASK_CACHE = 4096
+_LOGGED_CACHE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveSettings:
+    swarm_id: str
+    limits: wire.Limits
+    max_clock_skew_s: float = 300.0
+    max_message_age_s: float = 900.0
+    allow_unverified_tasks: bool = False
+    duplicate_cache: int = 65_536
+
+
+def group_digest(group: RolloutGroup) -> bytes:
+    """Content hash of a group (task, question, answer, completion texts): equal content, equal digest."""
+    h = hashlib.sha256()
+    for part in (group.task.key(), group.question, group.answer, *(c.text for c in group.completions)):
+        data = part.encode("utf-8")
+        h.update(struct.pack(">I", len(data)))
+        h.update(data)
+    return h.digest()
+
+
+class _Rejected(Exception):
+    """Internal: an envelope-level rejection, charged to ``culprit``."""
+
+    def __init__(self, error: ProtocolError, culprit: str) -> None:
+        self.error = error
+        self.culprit = culprit
+
+
+class ReceivePath:
+    """Validates envelopes and hands accepted groups to a sink. One instance per node."""
+
+    def __init__(
+        self,
+        settings: ReceiveSettings,
+        *,
+        admission: Admission,
+        rate: RateLimiter,
+        replay: ReplayGuard,
+        regenerate: Regenerate,
+        events: SwarmEvents,
+        sink: GroupSink,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.admission = admission
+        self.rate = rate
+        self.replay = replay
+        self._regenerate = regenerate
+        self._events = events
+        self._sink = sink
+        self._clock = clock
+        self._seen: LRU[bytes, bool] = LRU(settings.duplicate_cache)
+        self._tasks: LRU[str, tuple[str, str] | str] = LRU(_TASK_CACHE)
+        self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
+
+    # ------------------------------------------------------------------------------------------ public
+
+    def handle(self, data: bytes, via: str = "") -> int:
+        """Judge one envelope that ``via`` handed us; return the number of groups accepted. Never raises."""
+        self._events.messages_received(1)
+        try:
+            sender, sent_ms, groups = self._open(data, via)
+        except _Rejected as rej:
+            self._reject(rej.error, rej.culprit)
+            return 0
+        except Exception:  # a bug must not take the receive path (or other peers' messages) down
+            log.exception("unexpected error while validating an envelope from %s; dropped", via or "?")
+            self._events.rejected("malformed")
+            return 0
+        accepted = [g for g in groups if self._admit_group(g, sender)]
+        if accepted:
+            delay = max(0.0, self._clock.wall() - sent_ms / 1000.0)
+            self._events.accepted(len(accepted), delay)
+            self._sink(accepted)
+        return len(accepted)
+
+    # ----------------------------------------------------------------------------------------- envelope
+
+    def _open(self, data: bytes, via: str) -> tuple[str, int, list[RolloutGroup]]:
+        s = self.settings
+        if via and self.admission.banned(via):
+            raise _Rejected(ProtocolError("banned", f"relaying peer {via} is banned"), via)
+        try:
+            env = wire.open_envelope(data, s.limits)
+        except ProtocolError as exc:
+            raise _Rejected(exc, via) from None
+        if env.swarm_id != s.swarm_id:
+            raise _Rejected(ProtocolError("wrong_swarm", f"swarm {env.swarm_id[:64]!r}"), via)
+        sender = peerid.to_text(env.sender)
+        if not self.admission.allowed(sender):
+            raise _Rejected(ProtocolError("not_allowed", f"{sender} is not on the allowlist"), via)
+        if self.admission.banned(sender):
+            raise _Rejected(ProtocolError("banned", f"{sender} is banned"), sender)
+        try:
+            wire.verify_envelope(env)
+        except ProtocolError as exc:
+            raise _Rejected(exc, via) from None
+        # authenticated from here on: failures are the sender's
+        now = self._clock.wall()
+        age = now - env.sent_unix_ms / 1000.0
+        # A replay is the fault of whoever re-sent the bytes, not of the signer: anyone can capture and
+        # re-publish a signed envelope, and gossip itself delivers the odd duplicate (at-least-once). So
+        # it is charged to the relaying/originating transport peer when that is someone else, else to no one.
+        replayer = via if via and via != sender else ""
+        if age > s.max_message_age_s or -age > s.max_clock_skew_s:
+            raise _Rejected(ProtocolError("replay", f"timestamp {age:.0f}s away from our clock"), replayer)
+        if not self.replay.check_and_record(sender, env.seq):
+            raise _Rejected(ProtocolError("replay", f"sequence number {env.seq} already seen"), replayer)
+        if not self.rate.allow(sender):
+            raise _Rejected(ProtocolError("rate_limited", "above the per-peer message rate"), sender)
+        try:
+            groups = wire.decode_batch(env.payload, sender, s.limits)
+        except ProtocolError as exc:
+            raise _Rejected(exc, sender) from None
+        return sender, env.sent_unix_ms, groups
+
+    # -------------------------------------------------------------------------------------------- groups
+
+    def _admit_group(self, group: RolloutGroup, sender: str) -> bool:
+        digest = group_digest(group)
+        if digest in self._seen:
+            self._reject(ProtocolError("duplicate", f"group for {group.task.key()} already received"), sender)
+            return False
+        try:
+            self._check_task(group)
+        except ProtocolError as exc:
+            self._reject(exc, sender)
+            return False
+        self._seen.put(digest, True)
+        return True
+
+    def _check_task(self, group: RolloutGroup) -> None:
+        key = group.task.key()
+        known = self._tasks.get(key)
+        if known is None:
+            try:
+                known = self._regenerate(group.task)
+            except TaskError as exc:
+                known = str(exc) or "cannot regenerate"
+            except Exception as exc:  # a task source bug is not the peer's fault; refuse, log, go on
+                log.warning("task regeneration of %s failed unexpectedly: %r", key, exc)
+                known = f"regeneration failed: {exc!r}"
+            self._tasks.put(key, known)
+        if isinstance(known, str):
+            if self.settings.allow_unverified_tasks:
+                return
+            raise ProtocolError("unverifiable_task", f"cannot regenerate {key}: {known}")
+        question, answer = known
+        if group.question != question or group.answer != answer:
+            raise ProtocolError("task_mismatch", f"question or answer differ from the regenerated {key}")
+
+    # ----------------------------------------------------------------------------------------- rejection
+
+    def _reject(self, error: ProtocolError, culprit: str) -> None:
+        reason = error.reason if error.reason in wire.REASONS else "malformed"
+        self._events.rejected(reason)
+        just_banned = self.admission.penalize(culprit, reason) if culprit else False
+        key = (culprit or "?", reason)
+        if key not in self._logged:
+            self._logged.put(key, True)
+            log.warning(
+                "rejected message from %s: %s (further '%s' from this peer are not logged)",
+                culprit or "unknown peer",
+                error,
+                reason,
+            )
+        if just_banned:
+            log.warning(
+                "peer %s banned for %.0fs after repeated rejections",
+                culprit,
+                self.admission.settings.ban_seconds,
+            )

@@ -1,0 +1,1 @@
+"""Policy, generation backends, GRPO math and the train loop. Imports torch; nothing below node imports it."""

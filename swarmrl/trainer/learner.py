@@ -1,0 +1,340 @@
+"""The optimizer side of GRPO: turns sequences with per-token advantages into policy updates."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from swarmrl.config.sections import TrainerSection
+from swarmrl.errors import ModelError
+from swarmrl.trainer.generation import _forward_params, cache_kwarg, left_pad, new_cache
+from swarmrl.trainer.grpo import grpo_loss, selective_log_softmax
+from swarmrl.trainer.policy import Policy
+
+
+@dataclass
+class TrainSequence:
+    """One completion to train on. ``advantages`` has one entry per completion token.
+
+    ``old_logprobs`` are the behaviour log-probs (from generation, same policy version); ``None`` means
+    "use the current policy's log-probs at the time the sequence enters the batch" (external or stale text).
+    """
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    advantages: list[float]
+    old_logprobs: list[float] | None = None
+    origin: str = "local"
+
+
+@dataclass
+class StepStats:
+    loss: float = 0.0
+    kl: float = 0.0
+    clip_fraction: float = 0.0
+    clip_fraction_by_origin: dict[str, float] = field(default_factory=dict)
+    ratio_mean_by_origin: dict[str, float] = field(default_factory=dict)
+    grad_norm: float = 0.0
+    tokens: int = 0
+    sequences: int = 0
+    seconds: float = 0.0
+    optimizer_steps: int = 0
+
+
+def _collate(
+    seqs: list[TrainSequence], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded [prompt | completion] ids plus per-position tensors aligned to the shifted targets.
+
+    Returns ids, attention mask, completion mask, advantages, old log-probs (NaN where unknown) and a
+    per-row flag "old log-probs known", all with T = width - 1 target positions.
+    """
+    width = max(len(s.prompt_ids) + len(s.completion_ids) for s in seqs)
+    b = len(seqs)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((b, width), dtype=torch.long)
+    cmask = torch.zeros((b, width - 1))
+    adv = torch.zeros((b, width - 1))
+    old = torch.full((b, width - 1), float("nan"))
+    known = torch.zeros(b, dtype=torch.bool)
+    for row, s in enumerate(seqs):
+        p, c = len(s.prompt_ids), len(s.completion_ids)
+        ids[row, : p + c] = torch.tensor(s.prompt_ids + s.completion_ids)
+        attn[row, : p + c] = 1
+        cmask[row, p - 1 : p + c - 1] = 1.0
+        adv[row, p - 1 : p + c - 1] = torch.tensor(s.advantages, dtype=torch.float32)
+        if s.old_logprobs is not None:
+            old[row, p - 1 : p + c - 1] = torch.tensor(s.old_logprobs, dtype=torch.float32)
+            known[row] = True
+    return (
+        ids.to(device),
+        attn.to(device),
+        cmask.to(device),
+        adv.to(device),
+        old.to(device),
+        known.to(device),
+    )
+
+
+class _Micro:
+    """A micro-batch in completion coordinates (``C`` = longest completion), built with one tensor call per
+    field. Sequences with the same prompt form a group whose prompt is run once (see ``Learner``)."""
+
+    def __init__(self, seqs: list[TrainSequence], pad_id: int, device: torch.device) -> None:
+        self.seqs = seqs
+        c_max = max(len(s.completion_ids) for s in seqs)
+        self.width = max(len(s.prompt_ids) + len(s.completion_ids) for s in seqs)
+        lengths = [len(s.completion_ids) for s in seqs]
+        self.comp = torch.tensor(
+            [s.completion_ids + [pad_id] * (c_max - n) for s, n in zip(seqs, lengths, strict=True)]
+        )
+        self.cmask = torch.tensor([[1.0] * n + [0.0] * (c_max - n) for n in lengths])
+        self.adv = torch.tensor(
+            [list(s.advantages) + [0.0] * (c_max - n) for s, n in zip(seqs, lengths, strict=True)]
+        )
+        nan = float("nan")
+        self.old = torch.tensor(
+            [
+                (list(s.old_logprobs) if s.old_logprobs is not None else [nan] * n) + [nan] * (c_max - n)
+                for s, n in zip(seqs, lengths, strict=True)
+            ],
+            dtype=torch.float32,
+        )
+        self.known = torch.tensor([s.old_logprobs is not None for s in seqs], dtype=torch.bool)
+        index: dict[tuple[int, ...], int] = {}
+        self.group = torch.tensor([index.setdefault(tuple(s.prompt_ids), len(index)) for s in seqs])
+        self.prompts = [list(p) for p in index]
+        self.prompt_len = torch.tensor([len(s.prompt_ids) for s in seqs])
+        self.comp, self.cmask, self.adv = self.comp.to(device), self.cmask.to(device), self.adv.to(device)
+        self.old, self.known = self.old.to(device), self.known.to(device)
+        self.group, self.prompt_len = self.group.to(device), self.prompt_len.to(device)
+
+    @property
+    def shares_prompts(self) -> bool:
+        return len(self.prompts) < len(self.seqs)
+
+
+def _order_for_micro_batches(seqs: list[TrainSequence]) -> list[TrainSequence]:
+    """Same-prompt sequences adjacent and similar lengths together, so that splitting into micro-batches
+    keeps groups whole (their prompt runs once) and pads little. The loss is normalised over the whole
+    minibatch, so the order does not change it (up to float summation order)."""
+    return sorted(seqs, key=lambda s: (len(s.prompt_ids), s.prompt_ids, len(s.completion_ids)))
+
+
+class Learner:
+    """AdamW on the policy, GRPO loss with asymmetric clipping, optional KL to a frozen reference."""
+
+    def __init__(
+        self, policy: Policy, cfg: TrainerSection, autocast_dtype: torch.dtype | None = None
+    ) -> None:
+        """``autocast_dtype`` (CUDA only, e.g. ``torch.bfloat16``) runs the forward passes under autocast
+        while the weights and the optimizer stay in their own dtype; None (the default) runs as loaded."""
+        self.policy = policy
+        self.cfg = cfg
+        self.autocast_dtype = autocast_dtype if policy.device.type == "cuda" else None
+        params = [p for p in policy.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
+        )
+        self.reference: torch.nn.Module | None = None
+        if cfg.kl_coef > 0:
+            self.reference = copy.deepcopy(policy.model).eval()
+            for p in self.reference.parameters():
+                p.requires_grad_(False)
+        self.version = 0
+        model = policy.model
+        self._cache_name = cache_kwarg(model)
+        checkpointing = getattr(model, "is_activation_checkpointing", None)
+        if checkpointing is None:
+            checkpointing = getattr(model, "is_gradient_checkpointing", False)
+        if checkpointing:
+            self._cache_name = None  # transformers drops the cache under gradient checkpointing
+        self._keep_logits = "logits_to_keep" in _forward_params(model)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    def _completion_logprobs(self, model: torch.nn.Module, mb: _Micro) -> torch.Tensor:
+        """log p of every completion token, ``[B, C]`` (padding positions hold finite junk, masked later).
+
+        Groups sharing a prompt run it once: the prompt's KV cache is computed per distinct prompt and
+        gathered per row (gradients flow back through the gather), then only completion tokens are run.
+        Otherwise (no sharing, or a model without a cache argument) one right-padded pass over
+        ``[prompt | completion]``, read at the completion positions. Both give the same values.
+        """
+        with self._autocast():
+            if self._cache_name is not None and mb.shares_prompts:
+                return self._shared_prompt_logprobs(model, mb, self._cache_name)
+            ids, attn = _right_padded(mb.seqs, self.policy.pad_id, self.policy.device)
+            full = self._logprobs(model, ids, attn)  # [B, W - 1]
+            c_max = mb.comp.shape[1]
+            offsets = torch.arange(c_max, device=full.device)
+            idx = (mb.prompt_len.unsqueeze(1) - 1 + offsets).clamp(max=full.shape[1] - 1)
+            return full.gather(1, idx)
+
+    def _shared_prompt_logprobs(self, model: torch.nn.Module, mb: _Micro, cache_name: str) -> torch.Tensor:
+        ids_p, attn_p = left_pad(mb.prompts, self.policy.pad_id, self.policy.device)
+        pos_p = (attn_p.cumsum(-1) - 1).clamp(min=0)
+        cache = new_cache(model)
+        kwargs: dict[str, object] = {cache_name: cache}
+        if self._keep_logits:
+            kwargs["logits_to_keep"] = 1
+        out = model(input_ids=ids_p, attention_mask=attn_p, position_ids=pos_p, use_cache=True, **kwargs)
+        if cache.get_seq_length() != ids_p.shape[1]:
+            raise ModelError(
+                "the model did not fill the KV cache during training; disable gradient checkpointing"
+            )
+        first = out.logits[:, -1, :][mb.group].unsqueeze(1)  # predicts each completion's first token
+        c_max = mb.comp.shape[1]
+        if c_max == 1:
+            return selective_log_softmax(first, mb.comp)
+        cache.batch_select_indices(mb.group)
+        attn = torch.cat([attn_p[mb.group], mb.cmask[:, :-1].to(attn_p.dtype)], dim=1)
+        pos = mb.prompt_len.unsqueeze(1) + torch.arange(c_max - 1, device=attn.device)
+        rest = model(
+            input_ids=mb.comp[:, :-1],
+            attention_mask=attn,
+            position_ids=pos,
+            use_cache=True,
+            **{cache_name: cache},
+        ).logits
+        return selective_log_softmax(torch.cat([first, rest], dim=1), mb.comp)
+
+    def _logprobs(self, model: torch.nn.Module, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
+        return selective_log_softmax(logits, ids[:, 1:])
+
+    def validate(self, seqs: list[TrainSequence]) -> None:
+        for s in seqs:
+            if len(s.advantages) != len(s.completion_ids):
+                raise ValueError(
+                    f"advantages ({len(s.advantages)}) must match completion tokens ({len(s.completion_ids)})"
+                )
+            if not s.prompt_ids or not s.completion_ids:
+                raise ValueError("a train sequence needs a non-empty prompt and completion")
+
+    def step(self, seqs: list[TrainSequence]) -> StepStats:
+        """One round of updates: ``updates_per_round`` optimizer steps over minibatches of ``seqs``."""
+        self.validate(seqs)
+        stats = StepStats(sequences=len(seqs))
+        if not seqs:
+            return stats
+        t0 = time.perf_counter()
+        model = self.policy.model
+        model.train()
+        cfg = self.cfg
+        n_updates = min(cfg.updates_per_round, len(seqs))
+        per_update = math.ceil(len(seqs) / n_updates)
+        minibatches = [seqs[i : i + per_update] for i in range(0, len(seqs), per_update)]
+        # Behaviour log-probs for sequences without them: the policy at the time they enter the batch.
+        frozen_old: dict[int, list[float]] = {}
+        if len(minibatches) > 1:
+            frozen_old = self._current_logprobs([s for s in seqs if s.old_logprobs is None])
+        clip_counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        losses, kls, norms = [], [], []
+        for mb in minibatches:
+            self.optimizer.zero_grad(set_to_none=True)
+            n_tokens = float(sum(len(s.completion_ids) for s in mb))
+            norm = n_tokens if cfg.loss_agg == "token_mean" else float(len(mb))
+            mb_loss, mb_kl = 0.0, 0.0
+            if len(mb) > cfg.micro_batch and cfg.loss_agg != "constant":
+                # "constant" normalises by each micro-batch's width: keep its original split.
+                mb = _order_for_micro_batches(mb)
+            for start in range(0, len(mb), cfg.micro_batch):
+                micro = mb[start : start + cfg.micro_batch]
+                micro = [
+                    s
+                    if s.old_logprobs is not None or id(s) not in frozen_old
+                    else _with_old(s, frozen_old[id(s)])
+                    for s in micro
+                ]
+                batch = _Micro(micro, self.policy.pad_id, self.policy.device)
+                cmask = batch.cmask
+                logp = self._completion_logprobs(model, batch)
+                old = torch.where(
+                    batch.known.unsqueeze(1) & ~torch.isnan(batch.old), batch.old, logp.detach()
+                )
+                ref = None
+                if self.reference is not None:
+                    with torch.no_grad():
+                        ref = self._completion_logprobs(self.reference, batch)
+                if cfg.loss_agg == "constant":
+                    norm = float(len(mb) * (batch.width - 1))
+                terms = grpo_loss(
+                    logp,
+                    old,
+                    batch.adv,
+                    cmask,
+                    cfg.clip_low,
+                    cfg.clip_high,
+                    ref,
+                    cfg.kl_coef,
+                    cfg.loss_agg,
+                    norm,
+                )
+                terms.loss.backward()
+                mb_loss += float(terms.loss.detach())
+                mb_kl += float(terms.kl) * float(cmask.sum()) / max(n_tokens, 1.0)
+                ratio = torch.exp(logp.detach() - old)
+                per_row = torch.stack(
+                    [terms.clipped.to(cmask.dtype).sum(1), cmask.sum(1), (ratio * cmask).sum(1)], dim=1
+                ).tolist()
+                for s, (n_clipped, n_tok, ratio_sum) in zip(micro, per_row, strict=True):
+                    c = clip_counts[s.origin]
+                    c[0] += n_clipped
+                    c[1] += n_tok
+                    c[2] += ratio_sum
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            self.optimizer.step()
+            self.version += 1
+            stats.optimizer_steps += 1
+            losses.append(mb_loss)
+            kls.append(mb_kl)
+            norms.append(float(grad_norm))
+        model.eval()
+        total_clipped = sum(c[0] for c in clip_counts.values())
+        total_tokens = sum(c[1] for c in clip_counts.values())
+        stats.loss = sum(losses) / len(losses)
+        stats.kl = sum(kls) / len(kls)
+        stats.grad_norm = sum(norms) / len(norms)
+        stats.tokens = int(total_tokens)
+        stats.clip_fraction = total_clipped / max(total_tokens, 1.0)
+        stats.clip_fraction_by_origin = {o: c[0] / max(c[1], 1.0) for o, c in clip_counts.items()}
+        stats.ratio_mean_by_origin = {o: c[2] / max(c[1], 1.0) for o, c in clip_counts.items()}
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    @torch.no_grad()
+    def _current_logprobs(self, seqs: list[TrainSequence]) -> dict[int, list[float]]:
+        out: dict[int, list[float]] = {}
+        model = self.policy.model
+        for start in range(0, len(seqs), self.cfg.micro_batch):
+            micro = seqs[start : start + self.cfg.micro_batch]
+            batch = _Micro(micro, self.policy.pad_id, self.policy.device)
+            logp = self._completion_logprobs(model, batch).tolist()
+            for row, s in enumerate(micro):
+                out[id(s)] = logp[row][: len(s.completion_ids)]
+        return out
+
+
+def _right_padded(
+    seqs: list[TrainSequence], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[prompt | completion]`` ids, right-padded, and their attention mask."""
+    full = [s.prompt_ids + s.completion_ids for s in seqs]
+    width = max(len(f) for f in full)
+    ids = torch.tensor([f + [pad_id] * (width - len(f)) for f in full])
+    attn = torch.tensor([[1] * len(f) + [0] * (width - len(f)) for f in full])
+    return ids.to(device), attn.to(device)
+
+
+def _with_old(s: TrainSequence, old: list[float]) -> TrainSequence:
+    return TrainSequence(s.prompt_ids, s.completion_ids, s.advantages, old, s.origin)

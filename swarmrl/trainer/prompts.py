@@ -1,0 +1,28 @@
+"""How a question becomes the model's prompt, identically for warm start, generation and training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
+    """Token ids of the prompt. Chat models get their chat template; plain models get ``<bos>question``."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": question}]
+        out: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        if not isinstance(out, list):
+            out = out["input_ids"]
+        return [int(i) for i in out]
+    ids = tokenizer(question, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return ([int(bos)] if bos is not None else []) + [int(i) for i in ids]
+
+
+def completion_ids(tokenizer: PreTrainedTokenizerBase, text: str, eos: bool = True) -> list[int]:
+    """Token ids of a completion text (external rollouts are re-tokenized with the local tokenizer)."""
+    ids = [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    if eos and tokenizer.eos_token_id is not None:
+        ids.append(int(tokenizer.eos_token_id))
+    return ids
