@@ -22,6 +22,8 @@ JSON, plot) is made by ``swarmrl.node.experiment_report``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import os
@@ -247,6 +249,9 @@ def _node_class() -> Any:
             async with self._setup_lock:
                 await super().start()
 
+        def _install_signals(self) -> None:
+            """Experiment nodes leave signals alone: Ctrl-C or a kill ends the whole experiment."""
+
     return SerialStartNode
 
 
@@ -296,7 +301,30 @@ def run_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any]:
         if not s.smoke:
             for d in dirs:  # keep the shared models, drop checkpoints and journals (summarised above)
                 shutil.rmtree(d, ignore_errors=True)
-    return {"regime": regime.name, "seed": seed, "arms": results}
+    doc = {"regime": regime.name, "seed": seed, "key": unit_key(s, regime), "arms": results}
+    _unit_path(s, regime, seed).write_text(json.dumps(doc), encoding="utf-8")
+    return doc
+
+
+def unit_key(s: Settings, regime: Regime) -> str:
+    """What a unit's results depend on: a finished unit with the same key is reused (resume)."""
+    fields = asdict(
+        replace(s, out=Path("."), seeds=(), workers=0, regimes=(regime,), ma_window=0, smoke=False)
+    )
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _unit_path(s: Settings, regime: Regime, seed: int) -> Path:
+    return s.out / "runs" / f"{regime.name}-seed{seed}.json"
+
+
+def _finished_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any] | None:
+    path = _unit_path(s, regime, seed)
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if doc.get("key") == unit_key(s, regime) else None
 
 
 def _slug(name: str) -> str:
@@ -324,14 +352,20 @@ def run_experiment(s: Settings) -> dict[str, Any]:
     s.out.mkdir(parents=True, exist_ok=True)
     units = [(r, seed) for r in s.regimes for seed in s.seeds]
     t0 = time.perf_counter()
-    results: list[dict[str, Any]] = []
-    if s.workers <= 1:
-        results = [run_unit(s, r, seed) for r, seed in units]
+    done = {(r.name, seed): _finished_unit(s, r, seed) for r, seed in units}
+    todo = [(r, seed) for r, seed in units if done[(r.name, seed)] is None]
+    if len(todo) < len(units):
+        log.warning("reusing %d finished unit(s) from %s", len(units) - len(todo), s.out / "runs")
+    if s.workers <= 1 or len(todo) <= 1:
+        for r, seed in todo:
+            done[(r.name, seed)] = run_unit(s, r, seed)
     else:
         ctx = get_context("spawn")  # torch and threads: never fork a process that already ran torch
         with ProcessPoolExecutor(max_workers=s.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_unit, s, r, seed) for r, seed in units]
-            results = [f.result() for f in futures]
+            futures = {(r.name, seed): pool.submit(run_unit, s, r, seed) for r, seed in todo}
+            for k, f in futures.items():
+                done[k] = f.result()
+    results = [done[(r.name, seed)] for r, seed in units]
     doc = {
         "settings": _settings_doc(s),
         "wall_seconds": time.perf_counter() - t0,
@@ -365,7 +399,7 @@ def with_minutes(s: Settings, minutes: float, seconds_per_node_round: float) -> 
 
 #: Measured wall seconds per node-round on the 2-core reference machine with 2 workers busy, per completion
 #: of the group size (a round costs roughly in proportion to G at these sizes); used by ``--minutes``.
-SECONDS_PER_NODE_ROUND_PER_COMPLETION = 0.025
+SECONDS_PER_NODE_ROUND_PER_COMPLETION = 0.032
 
 
 def settings_from_flags(

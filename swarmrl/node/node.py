@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import threading
 import logging
 import os
 import random
 import signal
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,8 @@ class Node:
         self.swarm: Any = None
         self.control: Any = None
         self._ext_cache: dict[int, tuple[RolloutGroup, list[Sample], ScoredGroup]] = {}
+        self._weights_lock = threading.Lock()
+        self._prefetch: dict[int, asyncio.Task[tuple[list[RolloutGroup], list[Task], float, int]]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -103,8 +107,13 @@ class Node:
             self.policy.device,
             time.perf_counter() - t0,
         )
-        self.generator = build_generator(cfg.generation.backend, self.policy)
         self.learner = Learner(self.policy, cfg.trainer)
+        self.gen_policy = self.policy
+        if cfg.trainer.max_staleness > 0 and cfg.generation.backend == "hf":
+            # Generation of the next round overlaps training: it needs its own copy of the weights.
+            self.gen_policy = replace(self.policy, model=copy.deepcopy(self.policy.model).eval())
+        self.generator = build_generator(cfg.generation.backend, self.gen_policy)
+        self._gen_version = self.learner.version
         self.pipeline = build_reward_pipeline(cfg)
         # Model-based reward modules score with this node's policy (bound only when one needs it).
         self.scorer = attach_scorer(
@@ -167,14 +176,24 @@ class Node:
         g = self.cfg.generation
         return SamplingParams(g.num_completions, g.temperature, g.top_p, g.max_new_tokens, greedy)
 
+    def _sync_generation_weights(self) -> int:
+        """Bring the generation copy up to the learner's weights; returns the version it generates with."""
+        with self._weights_lock:
+            version = self.learner.version
+            if self.gen_policy is not self.policy and self._gen_version != version:
+                self.gen_policy.model.load_state_dict(self.policy.model.state_dict())
+                self._gen_version = version
+            return version
+
     def generate_local(self, round_: int, n: int) -> tuple[list[RolloutGroup], list[Task], float, int]:
+        version = self._sync_generation_weights()
         tasks = self.tasks.sample(n)
         t0 = time.perf_counter()
         outs = self.generator.generate(
             [prompt_ids(self.policy.tokenizer, t.question) for t in tasks], self._sampling()
         )
         seconds = time.perf_counter() - t0
-        info = PolicyInfo(self.policy.name, self.learner.version, self.cfg.node.name)
+        info = PolicyInfo(self.policy.name, version, self.cfg.node.name)
         groups = [
             RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_)
             for t, comps in zip(tasks, outs, strict=True)
@@ -214,9 +233,16 @@ class Node:
     def train(
         self, local: list[RolloutGroup], samples: list[list[Sample]], scored: list[ScoredGroup]
     ) -> StepStats:
+        version = self.learner.version
+        for g in local:
+            if g.origin == "local" and g.policy.version < version:
+                # Stale: the policy being updated is the behaviour reference when the group enters the batch.
+                g.extras["stale"] = True
         seqs = train_sequences(self.policy, local, samples, scored, self.cfg.trainer.advantage)
-        stats = self.learner.step(seqs)
-        self.generator.sync_weights()
+        with self._weights_lock:
+            stats = self.learner.step(seqs)
+        if self.gen_policy is self.policy:
+            self.generator.sync_weights()
         return stats
 
     def evaluate(self) -> float:
@@ -240,10 +266,15 @@ class Node:
             external = await asyncio.to_thread(
                 self.swarm.sample, cfg.sampling.external_groups, round_, self.rescore_external
             )
-        n_local = cfg.sampling.local_groups
-        if cfg.sampling.fill_with_local:
-            n_local += cfg.sampling.external_groups - len(external)
-        local, tasks, gen_s, gen_tokens = await asyncio.to_thread(self.generate_local, round_, n_local)
+        pending = self._prefetch.pop(round_, None)
+        if pending is not None:
+            local, tasks, gen_s, gen_tokens = await pending
+        else:
+            n_local = cfg.sampling.local_groups
+            if cfg.sampling.fill_with_local:
+                n_local += cfg.sampling.external_groups - len(external)
+            local, tasks, gen_s, gen_tokens = await asyncio.to_thread(self.generate_local, round_, n_local)
+        self._launch_prefetch(round_ + 1)
         local_tasks: list[Task | None] = list(tasks)
         own_samples, own_scored = await asyncio.to_thread(self.score, local, local_tasks)
         if self.swarm is not None and cfg.swarm.publish_groups:
@@ -303,6 +334,26 @@ class Node:
             "eval_accuracy": eval_acc,
         }
         return RoundResult(round_, record, local, local_scored)
+
+    def _local_budget(self) -> int:
+        s = self.cfg.sampling
+        if not s.fill_with_local:
+            return s.local_groups
+        available = min(s.external_groups, self.swarm.pool_size()) if self.swarm is not None else 0
+        return s.local_groups + s.external_groups - available
+
+    def _launch_prefetch(self, round_: int) -> None:
+        """With ``max_staleness`` > 0, generate round ``round_`` while the current round trains.
+
+        One round is generated ahead (a bounded queue of one): its samples come from the policy before the
+        current round's update, so they are at most one round stale.
+        """
+        total = self.cfg.node.rounds
+        if self.cfg.trainer.max_staleness == 0 or (total and round_ > total) or self._stop.is_set():
+            return
+        self._prefetch[round_] = asyncio.create_task(
+            asyncio.to_thread(self.generate_local, round_, self._local_budget())
+        )
 
     def _record(self, res: RoundResult) -> None:
         rec, m = res.record, self.metrics
@@ -378,9 +429,15 @@ class Node:
         await asyncio.to_thread(self._setup)
         cfg = self.cfg
         if cfg.node.metrics_port >= 0:
-            self.server = MetricsServer(
-                self.metrics, cfg.node.metrics_host, cfg.node.metrics_port, self.healthy
-            )
+            try:
+                self.server = MetricsServer(
+                    self.metrics, cfg.node.metrics_host, cfg.node.metrics_port, self.healthy
+                )
+            except OSError as exc:
+                raise NodeError(
+                    f"cannot serve metrics on {cfg.node.metrics_host}:{cfg.node.metrics_port} ({exc.strerror}); "
+                    "pass --metrics-port 0 for a free port or -1 to disable"
+                ) from exc
             self.server.start()
             log.info("metrics at %s (health at /healthz)", self.server.url)
         self.metrics.round.set(self.round)
@@ -421,6 +478,10 @@ class Node:
         return 0
 
     async def close(self) -> None:
+        for task in self._prefetch.values():
+            with contextlib.suppress(Exception):
+                await task  # a generation thread cannot be interrupted; let it finish, drop its result
+        self._prefetch.clear()
         self._healthy = False
         self.metrics.up.set(0)
         if self.control is not None:

@@ -212,6 +212,7 @@ def write_report(
 def _plot(s: Series, window: int, out: Path, title: str) -> None:
     # A bare Figure renders through Agg without pyplot: no display, no GUI toolkit, no global figure state.
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     x = s.rounds
     fig = Figure(figsize=(13, 11), layout="constrained")
@@ -249,6 +250,7 @@ def _plot(s: Series, window: int, out: Path, title: str) -> None:
         step="post",
     )
     ax.set_title("Groups trained on per round")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("groups")
     if not s.external_groups.any():
         _note(ax, "no external groups: the node trained alone")
@@ -292,6 +294,7 @@ def _plot(s: Series, window: int, out: Path, title: str) -> None:
     for row in axes:
         for a in row:
             a.set_xlabel("round")
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
             a.grid(True, alpha=0.3)
             if a is not axes[2][1] and a.get_legend_handles_labels()[0]:
                 a.legend(loc="best", fontsize=9)

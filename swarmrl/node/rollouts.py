@@ -77,7 +77,10 @@ def train_sequences(
         if skip_zero_variance and all(abs(a) < 1e-12 for row in group_adv for a in row):
             continue
         p_ids = prompt_ids(policy.tokenizer, group.question)
+        stale = bool(group.extras.get("stale"))
+        origin = "stale" if stale else group.origin
         for comp, adv in zip(group.completions, group_adv, strict=True):
-            old = list(comp.logprobs) if group.origin == "local" and comp.logprobs else None
-            out.append(TrainSequence(p_ids, list(comp.token_ids), adv, old, group.origin))
+            fresh_local = group.origin == "local" and not stale and comp.logprobs
+            old = list(comp.logprobs) if fresh_local else None
+            out.append(TrainSequence(p_ids, list(comp.token_ids), adv, old, origin))
     return out

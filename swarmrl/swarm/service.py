@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from swarmrl.config import NodeConfig
-from swarmrl.errors import ConfigError, ProtocolError
+from swarmrl.errors import ConfigError, ProtocolError, TransportError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol.types import RolloutGroup
 from swarmrl.swarm.admission import Admission, AdmissionSettings, PeerRecord
@@ -119,6 +119,7 @@ class Swarm:
         self._publish_pace = RateLimiter(sw.max_publish_per_second, 1, self._clock, 1)
         self._seq = 0
         self._round = 0
+        self._transport_down = False
         self._last_saved_round = 0
         transport.set_peer_filter(self._admits)
         transport.subscribe(self._on_envelope)
@@ -157,11 +158,23 @@ class Swarm:
         sent = 0
         for payload in self._payloads(sendable):
             await self._pace()
-            await self.transport.publish(
-                wire.seal(self.identity, self.cfg.swarm.swarm_id, self._next_seq(), payload, self._now_ms())
-            )
+            try:
+                await self.transport.publish(
+                    wire.seal(
+                        self.identity, self.cfg.swarm.swarm_id, self._next_seq(), payload, self._now_ms()
+                    )
+                )
+            except TransportError as exc:
+                # The node must survive its swarm: train alone, say so once, and say when it is back.
+                if not self._transport_down:
+                    self._transport_down = True
+                    log.warning("swarm transport failed (%s); training alone until it recovers", exc)
+                return sent
             sent += 1
-        if sendable:
+        if self._transport_down:
+            self._transport_down = False
+            log.info("swarm transport recovered; sharing rollouts again")
+        if sent:
             self.events.published(len(sendable))
         return sent
 

@@ -8,6 +8,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -139,9 +140,7 @@ class Learner:
         self.cfg = cfg
         self.autocast_dtype = autocast_dtype if policy.device.type == "cuda" else None
         params = [p for p in policy.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(
-            params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
-        )
+        self.optimizer = _adamw(params, cfg)
         self.reference: torch.nn.Module | None = None
         if cfg.kl_coef > 0:
             self.reference = copy.deepcopy(policy.model).eval()
@@ -292,7 +291,7 @@ class Learner:
                     c[0] += n_clipped
                     c[1] += n_tok
                     c[2] += ratio_sum
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm, foreach=True)
             self.optimizer.step()
             self.version += 1
             stats.optimizer_steps += 1
@@ -323,6 +322,16 @@ class Learner:
             for row, s in enumerate(micro):
                 out[id(s)] = logp[row][: len(s.completion_ids)]
         return out
+
+
+def _adamw(params: list[torch.nn.Parameter], cfg: TrainerSection) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for these tensors (one kernel for all parameters
+    instead of a Python loop: ~3x faster on small models, same update rule); the plain one otherwise."""
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "betas": (0.9, 0.99), "weight_decay": cfg.weight_decay}
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.AdamW(params, **kwargs)
 
 
 def _right_padded(

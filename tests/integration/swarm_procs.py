@@ -80,8 +80,11 @@ class Proc:
 
     def accepted_from(self, other: Proc) -> int:
         """Groups this node accepted from ``other`` (control API, per signed sender)."""
+        return self.accepted_from_id(other.peer_id)
+
+    def accepted_from_id(self, peer_id: str) -> int:
         for p in self.control.peers().peers:
-            if p.peer_id == other.peer_id:
+            if p.peer_id == peer_id:
                 return int(p.accepted_groups)
         return 0
 
@@ -179,3 +182,104 @@ def pid_gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     return False
+
+
+# ----------------------------------------------------------------------------- in-process peers (asyncio)
+
+#: The task source every FAST node uses (built-in arithmetic 'add' with the default tasks seed and size).
+_TASKS = ("arithmetic", "add", {}, 1234, 1_000_000)
+
+
+def task_source() -> Any:
+    from swarmrl.tasks import build_source
+
+    return build_source(*_TASKS)
+
+
+def valid_group(index: int, answer: str | None = None) -> Any:
+    """A group for task ``index`` that a FAST node can regenerate and accept (``answer`` tampers it)."""
+    from swarmrl.protocol.types import Completion, PolicyInfo, RolloutGroup
+
+    task = task_source().get(index)
+    completions = [Completion(t) for t in (task.answer, "0", "1", f"{task.answer} {index}")]
+    return RolloutGroup(
+        task.ref,
+        task.question,
+        task.answer if answer is None else answer,
+        completions,
+        PolicyInfo("t", 0, "peer"),
+    )
+
+
+class Peer:
+    """A swarm member inside the test process: real identity, real Libp2pTransport, the real receive path
+    (``Swarm``), so it signs what it sends and judges what it receives exactly like a node."""
+
+    def __init__(
+        self,
+        bootstrap: list[str],
+        *,
+        psk: bytes | None = None,
+        allowlist: list[str] | None = None,
+        swarm_id: str = "swarmrl-public",
+        identity: Any = None,
+    ) -> None:
+        from swarmrl.config import NodeConfig
+        from swarmrl.swarm.events import CountingEvents
+        from swarmrl.swarm.identity import Identity
+        from swarmrl.swarm.libp2p_transport import Libp2pTransport
+        from swarmrl.swarm.service import Swarm
+
+        self.identity = identity or Identity.generate()
+        self.events = CountingEvents()
+        self.swarm_id = swarm_id
+        self.transport = Libp2pTransport(
+            self.identity.private_key_seed(), swarm_id, bootstrap=bootstrap, psk=psk, events=self.events
+        )
+        cfg = NodeConfig.model_validate(
+            {
+                "swarm": {
+                    "transport": "libp2p",
+                    "swarm_id": swarm_id,
+                    "admission": {"allowlist": allowlist or []},
+                }
+            }
+        )
+        source = task_source()
+        self.swarm = Swarm(cfg, self.identity, self.transport, lambda ref: _regen(source, ref), self.events)
+        self._seq = 0
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.identity.peer_id_text)
+
+    async def start(self) -> Peer:
+        await self.swarm.start()
+        return self
+
+    def seal(self, groups: list[Any], *, swarm_id: str | None = None, seq: int | None = None) -> bytes:
+        """A correctly signed envelope (with a fresh, increasing sequence number unless ``seq``)."""
+        import time
+
+        from swarmrl.protocol import envelope as wire
+
+        self._seq = max(self._seq + 1, int(time.time() * 1_000_000))
+        return wire.seal(
+            self.identity,
+            swarm_id or self.swarm_id,
+            self._seq if seq is None else seq,
+            wire.encode_batch(groups),
+            int(time.time() * 1000),
+        )
+
+    async def send(self, data: bytes) -> None:
+        await self.transport.publish(data)
+
+    async def close(self) -> None:
+        await self.swarm.close()
+
+
+def _regen(source: Any, ref: Any) -> tuple[str, str]:
+    from swarmrl.tasks.registry import regenerate
+
+    return regenerate([source], ref)

@@ -49,9 +49,9 @@ def test_local_swarm_every_node_trains_on_both_others(tmp_path: Path, transport:
     data = tmp_path / "swarm"
     out = (tmp_path / "launcher.out").open("w+")
     err_path = tmp_path / "launcher.err"
+    args = ["local-swarm", "--nodes", "3", "--data-dir", str(data), "--transport", transport]
     launcher = subprocess.Popen(
-        [sys.executable, "-m", "swarmrl.cli", "local-swarm", "--nodes", "3", "--data-dir", str(data)]
-        + ["--transport", transport, "--config", str(config), "--rounds", "0"],
+        [sys.executable, "-m", "swarmrl.cli", *args, "--config", str(config), "--rounds", "0"],
         stdout=out,
         stderr=err_path.open("w"),
         env=node_env(),

@@ -249,6 +249,8 @@ class Igpo(ScorerSlot):
         plan: list[tuple[int, str]] = []
         for i, s in enumerate(group):
             spans = locate(s.completion, steps_of(s))
+            if not spans:  # no turns (e.g. an empty completion): no turn rewards
+                continue
             ends = [0] + [sp.end for sp in spans[:-1]]
             plan += [(i, s.completion[:e]) for e in ends]
         got = scorer.logprobs(

@@ -148,7 +148,7 @@ def test_modules_score_with_the_bound_scorer(policy: Policy) -> None:
     assert scorer is not None
     tok = pol.tokenizer
     group = [
-        Sample("1+2=", text, "3", completion_ids=completion_ids(tok, text)) for text in ("3", "2;3", "9")
+        Sample("1+2=", text, "3", completion_ids=completion_ids(tok, text)) for text in ("3", "2;3", "9", "")
     ]
     (sg,) = pipe.score([group])
     # log p(answer "3" | prompt, completion) under the policy, recomputed directly
@@ -158,7 +158,7 @@ def test_modules_score_with_the_bound_scorer(policy: Policy) -> None:
     # PRIME against a reference equal to the policy: zero token rewards, one per completion token (EOS too)
     assert sg.token_rewards is not None
     assert [len(r) for r in sg.token_rewards] == [len(s.completion_ids) for s in group]
-    assert sg.modules["prime"] == [pytest.approx(0.0, abs=1e-6)] * 3
+    assert sg.modules["prime"] == [pytest.approx(0.0, abs=1e-6)] * 4
     assert all(v is not None and math.isfinite(v) for vals in sg.modules.values() for v in vals)
 
 
@@ -194,9 +194,10 @@ def test_bpe_offsets_place_steps_on_the_right_token() -> None:
 class _SlowTok:
     """A duck-typed tokenizer without offsets: decoding only (2-char tokens)."""
 
-    is_fast = False
-    all_special_ids = [0]
-    table = {1: "ab", 2: ";", 3: "cd"}
+    def __init__(self) -> None:
+        self.is_fast = False
+        self.all_special_ids = [0]
+        self.table = {1: "ab", 2: ";", 3: "cd"}
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return "".join(self.table.get(i, "") for i in ids)
