@@ -68,7 +68,7 @@ def _emit(event: str, **fields: Any) -> None:
 def _count_subkeys(result: Any) -> int:
     if result is None:
         return 0
-    value = getattr(result, "value", None)
+    value: Any = getattr(result, "value", None)
     try:
         return len(value)  # a DictionaryDHTValue: one entry per subkey
     except TypeError:

@@ -227,12 +227,15 @@ def experiment_sapo(
         bool, typer.Option("--fill/--no-fill", help="Refill a short pool with own groups (fixed budget).")
     ] = True,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny pipeline check (CI, < 2 minutes).")] = False,
+    arm: Annotated[
+        list[str] | None, typer.Option("--arm", help="Run only these arms (repeatable; 8/0 always runs).")
+    ] = None,
 ) -> None:
     """SAPO: splits of the per-round budget (8/0 .. 2/6, filtered control, samplers, adaptive) over seeds."""
     from swarmrl.node.experiment import settings_from_flags
 
     settings = settings_from_flags(
-        out, minutes, rounds, seeds, nodes, workers, regime, transport, fill, smoke
+        out, minutes, rounds, seeds, nodes, workers, regime, transport, fill, smoke, arm
     )
     from swarmrl.node.experiment import run_experiment
 

@@ -63,6 +63,11 @@ class TinyModelSection(Section):
     layers: int = Field(2, ge=1, le=48, description="Transformer layers.")
     heads: int = Field(4, ge=1, le=64, description="Attention heads (must divide hidden_size).")
     intermediate_size: int = Field(256, ge=8, le=16384, description="MLP width.")
+    vocab_extra: str = Field(
+        "",
+        max_length=1000,
+        description="Extra characters in the tokenizer vocabulary (a different vocabulary for heterogeneous swarms).",
+    )
     warmstart_steps: int = Field(
         40, ge=0, le=100000, description="Supervised warm-start steps on generated task solutions."
     )

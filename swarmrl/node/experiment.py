@@ -237,22 +237,35 @@ def _swarm_sections(s: Settings, dirs: list[Path]) -> list[dict[str, Any]]:
 def _node_class() -> Any:
     from swarmrl.node.node import Node
 
-    class SerialStartNode(Node):
-        """A Node whose set-up waits for the other nodes' set-ups: transformers' model loading patches
-        module-level state (meta-device init), so two loads in concurrent threads of one process break."""
+    class ExperimentNode(Node):
+        """A Node started ahead of its round loop, one at a time: transformers' model loading patches
+        module-level state (meta-device init), so two loads in concurrent threads of one process break,
+        and over libp2p the swarm must be connected before round 1 for the arms to be comparable."""
 
-        def __init__(self, cfg: Any, hub: Any, lock: asyncio.Lock) -> None:
-            super().__init__(cfg, hub=hub)
-            self._setup_lock = lock
+        _started = False
 
         async def start(self) -> None:
-            async with self._setup_lock:
+            if not self._started:
+                self._started = True
                 await super().start()
 
         def _install_signals(self) -> None:
             """Experiment nodes leave signals alone: Ctrl-C or a kill ends the whole experiment."""
 
-    return SerialStartNode
+    return ExperimentNode
+
+
+async def _wait_connected(nodes: list[Any], timeout_s: float) -> None:
+    """Wait until every node sees all the others (libp2p), then two heartbeats for the gossip mesh."""
+    want = len(nodes) - 1
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while any(len(n.swarm.peers()) < want for n in nodes):
+        if loop.time() > deadline:
+            seen = [len(n.swarm.peers()) for n in nodes]
+            raise NodeError(f"libp2p nodes did not all connect within {timeout_s:.0f}s (peers seen: {seen})")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2 * max(n.cfg.swarm.heartbeat_s for n in nodes))
 
 
 async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> list[dict[str, Any]]:
@@ -262,9 +275,19 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
     from swarmrl.swarm.memory import MemoryHub
 
     hub = MemoryHub() if transport == "memory" else None
-    lock = asyncio.Lock()
     node_cls = _node_class()
-    nodes = [node_cls(NodeConfig.model_validate(c), hub, lock) for c in configs]
+    nodes = [node_cls(NodeConfig.model_validate(c), hub=hub) for c in configs]
+    started: list[Any] = []
+    try:
+        for n in nodes:
+            await n.start()
+            started.append(n)
+        if transport == "libp2p":
+            await _wait_connected(nodes, timeout_s=60.0)
+    except BaseException:
+        for n in started:
+            await n.close()
+        raise
     await asyncio.gather(*(n.run() for n in nodes))
     out = []
     for n in nodes:
@@ -413,8 +436,10 @@ def settings_from_flags(
     transport: str,
     fill: bool,
     smoke: bool,
+    arms: list[str] | None = None,
 ) -> Settings:
-    """Settings from the CLI flags; ``rounds`` wins over ``minutes``."""
+    """Settings from the CLI flags; ``rounds`` wins over ``minutes``; ``arms`` picks a subset of the
+    default arms by name (the B/0 baseline is always kept, first)."""
     if transport not in ("memory", "libp2p"):
         raise ConfigError("--transport", f"must be 'memory' or 'libp2p', got {transport!r}")
     tr: Transport = "libp2p" if transport == "libp2p" else "memory"
@@ -427,11 +452,18 @@ def settings_from_flags(
         raise ConfigError("--regime", f"unknown regime(s) {unknown}; choose from {sorted(known)}")
     if seeds < 1 or nodes < 2 or workers < 1:
         raise ConfigError("experiment", "needs --seeds >= 1, --nodes >= 2 and --workers >= 1")
+    chosen = default_arms()
+    if arms:
+        known_arms = {a.name for a in chosen}
+        wrong = [a for a in arms if a not in known_arms]
+        if wrong:
+            raise ConfigError("--arm", f"unknown arm(s) {wrong}; choose from {[a.name for a in chosen]}")
+        chosen = tuple(a for i, a in enumerate(chosen) if i == 0 or a.name in arms)
     s = Settings(
         out=out,
         seeds=tuple(range(seeds)),
         nodes=nodes,
-        arms=default_arms(),
+        arms=chosen,
         regimes=tuple(known[n] for n in names),
         transport=tr,
         workers=workers,

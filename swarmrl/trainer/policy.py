@@ -94,9 +94,7 @@ def _load_pretrained(name: str, device: torch.device, dtype: torch.dtype, trust:
     return Policy(model=model, tokenizer=tokenizer, device=device, name=name)
 
 
-def load_policy(
-    cfg: ModelSection, tasks: TasksSection, data_dir: Path, seed: int, extra_chars: str = ""
-) -> Policy:
+def load_policy(cfg: ModelSection, tasks: TasksSection, data_dir: Path, seed: int) -> Policy:
     """Load the policy named by ``cfg.name``; build and cache the embedded default when asked for it."""
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
@@ -105,7 +103,7 @@ def load_policy(
     else:
         cache = data_dir / "models" / f"{EMBEDDED_MODEL}-{embedded_fingerprint(cfg, tasks, seed)}"
         if not (cache / "config.json").is_file():
-            build_embedded(cfg, tasks, seed, cache, extra_chars)
+            build_embedded(cfg, tasks, seed, cache)
         policy = _load_pretrained(str(cache), device, dtype, False)
         policy.name = EMBEDDED_MODEL
     if cfg.lora_rank > 0:
@@ -122,9 +120,7 @@ def _with_lora(model: PreTrainedModel, rank: int) -> Any:
     return get_peft_model(model, conf)
 
 
-def build_embedded(
-    cfg: ModelSection, tasks: TasksSection, seed: int, out: Path, extra_chars: str = ""
-) -> None:
+def build_embedded(cfg: ModelSection, tasks: TasksSection, seed: int, out: Path) -> None:
     """Build the tiny model from a config, warm-start it, and save it atomically to ``out``."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -132,7 +128,7 @@ def build_embedded(
     from swarmrl.trainer.warmstart import warm_start
 
     tiny = cfg.tiny
-    tokenizer = build_char_tokenizer(extra_chars)
+    tokenizer = build_char_tokenizer(tiny.vocab_extra)
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(tokenizer),

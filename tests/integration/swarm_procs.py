@@ -187,7 +187,7 @@ def pid_gone(pid: int) -> bool:
 # ----------------------------------------------------------------------------- in-process peers (asyncio)
 
 #: The task source every FAST node uses (built-in arithmetic 'add' with the default tasks seed and size).
-_TASKS = ("arithmetic", "add", {}, 1234, 1_000_000)
+_TASKS: tuple[str, str, dict[str, Any], int, int] = ("arithmetic", "add", {}, 1234, 1_000_000)
 
 
 def task_source() -> Any:

@@ -156,7 +156,7 @@ def test_kill9_leaves_two_training_and_restart_rejoins_from_peer_cache(tmp_path:
         # Stop the bootstrap node; restart c with only the (dead) bootstrap node configured.
         assert a.terminate() == 0
         b_from_c = b.accepted_from(n3)
-        c_round = max(r["round"] for r in _journal(n3))
+        c_round = max(int(str(r["round"])) for r in _journal(n3))
         restarted = c.start(
             "c", {"swarm": {"transport": "libp2p", "bootstrap_peers": [libp2p_addr(a)]}}, seed=2
         )

@@ -1,0 +1,64 @@
+"""Two nodes with different architectures and tokenizers exchange text rollouts and both train on them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from swarmrl.config import NodeConfig
+from swarmrl.node.node import Node
+from swarmrl.swarm.memory import MemoryHub
+from tests.nodeutil import FAST, deep_merge
+
+
+def _cfg(tmp: Path, name: str, seed: int, tiny: dict) -> NodeConfig:
+    extra = {
+        "node": {"data_dir": str(tmp / name), "name": name, "seed": seed, "rounds": 8, "metrics_port": -1},
+        "model": {"tiny": tiny},
+        "generation": {"num_completions": 6},
+        "swarm": {"transport": "memory"},
+        "sampling": {"local_groups": 2, "external_groups": 2},
+    }
+    return NodeConfig.model_validate(deep_merge(FAST, extra))
+
+
+def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: Path) -> None:
+    a_cfg = _cfg(
+        tmp_path,
+        "a",
+        1,
+        {"hidden_size": 64, "layers": 1, "heads": 2, "intermediate_size": 128, "warmstart_steps": 60},
+    )
+    b_cfg = _cfg(
+        tmp_path,
+        "b",
+        2,
+        {
+            "hidden_size": 48,
+            "layers": 2,
+            "heads": 2,
+            "intermediate_size": 96,
+            "vocab_extra": "αβγδ→",
+            "warmstart_steps": 60,
+        },
+    )
+
+    async def main() -> tuple[Node, Node]:
+        hub = MemoryHub()
+        a, b = Node(a_cfg, hub=hub), Node(b_cfg, hub=hub)
+        await asyncio.gather(a.run(), b.run())
+        return a, b
+
+    a, b = asyncio.run(main())
+    assert len(a.policy.tokenizer) != len(b.policy.tokenizer)
+    assert a.policy.model.config.hidden_size != b.policy.model.config.hidden_size
+    for node in (a, b):
+        records = node.journal.records
+        external = sum(r["external_groups"] for r in records)
+        assert external > 0, f"{node.cfg.node.name} trained on no external group"
+        assert node.metrics.train_groups.labels(origin="external")._value.get() == external
+        assert node.metrics.rollouts_received._value.get() > 0
+        assert records[-1]["policy_version"] > 0
+        # external text was re-tokenized with this node's tokenizer and trained with finite losses
+        assert any("external" in r["clip_fraction_by_origin"] for r in records)
+        assert all(r["loss"] == r["loss"] for r in records)  # no NaN
