@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha1sum | cut 
 HAS_CUDA := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ARGS ?=
 
-.PHONY: install run test test-fast lint fmt proto bench clean sysdeps testdeps
+.PHONY: install run test test-fast lint fmt proto bench bench-deps bench-trainer bench-gossip bench-sapo bench-rewards clean sysdeps testdeps
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || PY=python3; $${PY:-$(PY)} -m venv $(VENV) || python3 -m venv $(VENV)
@@ -59,10 +59,22 @@ fmt: install
 proto: install
 	$(BIN)/python -m swarmrl.protocol.codegen
 
-bench: install
+bench-deps: install
 	$(BIN)/pip install -q -e ".[dev,bench]"
-	$(BIN)/python benchmarks/trainer.py
-	$(BIN)/python benchmarks/gossip.py
+
+bench: bench-trainer bench-gossip
+
+bench-trainer: bench-deps
+	$(BIN)/python benchmarks/trainer.py --out out/trainer-bench.json
+
+bench-gossip: bench-deps
+	$(BIN)/python benchmarks/gossip.py --out out/gossip-bench.json
+
+bench-sapo: install
+	$(BIN)/python benchmarks/sapo.py --out out/sapo
+
+bench-rewards: install
+	$(BIN)/python benchmarks/rewards_runs.py --rounds 100
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,8 +5,9 @@ the same pattern on loopback, one OS process per node:
 
 * **round**: every node publishes one batch; the round lasts from the coordinator's "go" until every node
   holds all N-1 others' batches (median and p90 over ``--rounds``, after warm-up rounds);
-* **sustained**: every node publishes ``--burst`` batches back to back; batches/s = N * burst / time until
-  every node holds all others' batches;
+* **sustained**: N * rounds / wall time of the back-to-back timed rounds (closed loop), and a **burst**:
+  every node publishes ``--burst`` batches at once; batches/s = N * burst / time until every node holds all
+  others' batches (open loop; losses are reported as the delivered fraction);
 * per node: CPU seconds over the phase (psutil, the node's whole process tree) and peak memory.
 
 Ours: ``python -m swarmrl.swarm.gossip_node --control stdio`` per node (torch-free: the worker refuses to run
@@ -19,7 +20,8 @@ subkey=peer id)`` then ``get(key, latest=True)`` every ``--hm-poll-ms`` until N 
 pipe fix of ``shared/BASELINES.md`` applied (``os.set_blocking(fd, True)`` in the DHT child).
 
 Memory per node: ours = RSS of the node process (+ children, none); hivemind = RSS of the Python parent +
-USS of its forked DHT child (pages shared with the parent are not counted twice) + RSS of p2pd. Peaks are
+USS of its forked DHT child (pages shared with the parent are not counted twice) + RSS of its other
+child processes (p2pd, and torch's torch_shm_manager, which importing hivemind starts). Peaks are
 sampled every ``--sample-s`` seconds; ours is also checked against the worker's own ``ru_maxrss``.
 
 Set-up from a clean checkout: ``make install && .venv/bin/python benchmarks/gossip.py``. hivemind==1.1.12 is
@@ -28,8 +30,16 @@ installed into the running venv when missing and it replaces nothing installed t
 used for the hivemind side. ``--hivemind-python PATH`` picks an interpreter explicitly; ``--no-hivemind``
 runs our side only.
 
+Extra side, ``ours-grpc`` (``--systems ours,ours-grpc,hivemind``): the same gossip-only node with the gRPC
+transport (static peers, full mesh: node i dials nodes 0..i-1; no relaying), to show what the swarm layer
+costs without py-libp2p. The issue's targets are judged per transport under ``targets``.
+
+Sustained batches/s is closed-loop (N batches per completed round, rounds back to back); the burst phase
+is open-loop and reports the delivered fraction when batches are lost.
+
 Usage: ``python benchmarks/gossip.py [--nodes 2,4,8] [--payloads 1024,65536] [--rounds K] [--burst B]
-[--out FILE.json] [--quick] [--no-hivemind]``. Prints a markdown table and the JSON document.
+[--systems ours,ours-grpc,hivemind] [--out FILE.json] [--quick] [--no-hivemind]``. Prints a markdown table
+and the JSON document.
 """
 
 from __future__ import annotations
@@ -61,12 +71,14 @@ SWARM_ID = "gossip-bench"
 OUR_SYSTEMS = ("ours", "ours-grpc")
 ALL_SYSTEMS = (*OUR_SYSTEMS, "hivemind")
 
-#: Config overrides for our nodes: pacing and rate limits above what the benchmark sends (the defaults,
-#: 5 envelopes/s per peer, are production throttles, not transport limits), nothing cached on disk.
+#: Config overrides for our nodes: the Swarm's publish pacing and per-peer rate limits above what the
+#: benchmark sends (the defaults, 5 envelopes/s, are production throttles, not transport limits; a 45/s
+#: pacing alone put a ~22 ms floor under back-to-back rounds), nothing cached on disk. The libp2p transport
+#: still paces its own publishes at 50/s (its constructor default, below gossipsub's spam limit).
 OUR_SETTINGS = {
     "swarm.transport": "libp2p",
     "swarm.swarm_id": SWARM_ID,
-    "swarm.max_publish_per_second": 45,
+    "swarm.max_publish_per_second": 1000,
     "swarm.rate.messages_per_second": 1000,
     "swarm.rate.burst": 1000,
     "swarm.peer_cache_file": "",
@@ -357,6 +369,15 @@ class Cluster:
             worker.send(cmd="stats")
         return [await w.expect("stats", 30) for w in self.workers]
 
+    def kill(self) -> None:
+        """Kill every node process tree at once (on errors and interrupts)."""
+        if self.sampler is not None:
+            self.sampler.stop()
+        for worker in self.workers:
+            for proc in reversed(_tree(worker.pid)):
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+
     async def stop(self) -> list[dict[str, Any]]:
         if self.sampler is not None:
             self.sampler.stop()
@@ -463,8 +484,10 @@ async def run_system(system: str, n: int, args: argparse.Namespace, work: Path) 
             _progress(phase)
         stats = await cluster.stats()
         procs = node_processes(cluster.workers[0].pid)
-    finally:
-        byes = await cluster.stop()
+    except BaseException:  # includes Ctrl-C and cancellation: never leave node processes behind
+        cluster.kill()
+        raise
+    byes = await cluster.stop()
     worker_peak = [int(b.get("peak_rss_bytes", 0)) for b in byes if b]
     torch_flags = [bool(w.info.get("torch_loaded")) for w in cluster.workers]
     for phase in phases:
@@ -528,9 +551,9 @@ def ratios(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dic
     return out
 
 
-def targets(all_ratios: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets, judged on the libp2p side ("ours")."""
-    rat = [r for r in all_ratios if r["system"] == "ours"]
+def targets(all_ratios: list[dict[str, Any]], system: str) -> dict[str, Any]:
+    """The issue's targets for one of our transports: N=8 round >= 3x faster, memory < half."""
+    rat = [r for r in all_ratios if r["system"] == system]
     at8 = [r for r in rat if r["nodes"] == 8]
     speed = [r["round_speedup_median"] for r in at8]
     mem = [r["memory_ratio_ours_over_hivemind"] for r in rat]
@@ -658,16 +681,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--nodes", default="2,4,8", help="comma-separated node counts")
     p.add_argument("--payloads", default="1024,65536", help="comma-separated envelope sizes in bytes")
-    p.add_argument("--rounds", type=int, default=20, help="timed rounds per (N, payload)")
+    p.add_argument("--rounds", type=int, default=15, help="timed rounds per (N, payload)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
-    p.add_argument("--burst", type=int, default=10, help="batches per node in the sustained phase")
+    p.add_argument("--burst", type=int, default=5, help="batches per node in the burst phase")
     p.add_argument(
         "--round-timeout", type=float, default=30.0, help="seconds before a round counts as failed"
     )
     p.add_argument(
-        "--burst-timeout", type=float, default=30.0, help="seconds before a burst counts as failed"
+        "--burst-timeout", type=float, default=20.0, help="seconds before a burst counts as failed"
     )
-    p.add_argument("--systems", default="ours,hivemind", help="which sides to run: ours, hivemind or both")
+    p.add_argument(
+        "--systems", default="ours,ours-grpc,hivemind", help="which sides to run: ours, hivemind or both"
+    )
     p.add_argument("--hm-poll-ms", type=float, default=5.0, help="hivemind: pause between get() polls")
     p.add_argument("--sample-s", type=float, default=0.5, help="memory sampling interval")
     p.add_argument("--out", type=Path, default=None, help="write the JSON result here too")
@@ -711,6 +736,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "memory_rule": "ours: node process RSS; hivemind: parent RSS + forked DHT child USS + p2pd RSS",
         },
         **{system: [] for system in ALL_SYSTEMS},
+        "worker_stats": {},
     }
     with tempfile.TemporaryDirectory(prefix="gossip-bench-") as tmp:
         work = Path(tmp)
@@ -718,8 +744,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for system in systems:
                 out = await run_system(system, n, args, work)
                 result[system].extend(out["phases"])
+                result["worker_stats"][f"{system}-n{n}"] = out["worker_stats"]
     result["ratios"] = [r for system in OUR_SYSTEMS for r in ratios(result[system], result["hivemind"])]
-    result["targets"] = targets(result["ratios"]) if result["ratios"] else {}
+    result["targets"] = {
+        system: targets(result["ratios"], system)
+        for system in OUR_SYSTEMS
+        if any(r["system"] == system for r in result["ratios"])
+    }
     result["meta"]["loadavg_at_end"] = os.getloadavg()
     result["meta"]["wall_s"] = time.time() - result["meta"]["started_unix"]
     return result

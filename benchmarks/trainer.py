@@ -14,7 +14,9 @@ generation time), peak RSS, the mean exact-match reward of the first and last qu
 held-out accuracy before/after training (same evaluation code for both). ``speedup`` is our steps/s over
 TRL's (ratio of median step times).
 
-Usage: ``python benchmarks/trainer.py [--steps N] [--quick] [--threads T] [--out FILE.json]``.
+Each side runs ``--repeats`` times (alternating sides, seeds ``seed .. seed+R-1``): timing figures are the
+median over repeats, outcomes the mean. Usage:
+``python benchmarks/trainer.py [--steps N] [--repeats R] [--quick] [--threads T] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ ADAM_BETAS = (0.9, 0.99)
 
 
 # -- helpers shared by both sides ---------------------------------------------------------------------------
-def _questions(n: int, seed: int) -> list[Any]:
+def _questions(n: int, seed: int, held_out: int) -> list[Any]:
     """The task sequence both sides train on, from the built-in arithmetic ``add`` source."""
     import random
 
@@ -51,11 +53,11 @@ def _questions(n: int, seed: int) -> list[Any]:
 
     tasks = TasksSection()
     sources = [build_source(s.source, s.dataset, s.config, tasks.seed, tasks.size) for s in tasks.sources]
-    sampler = TaskSampler(sources, [1.0] * len(sources), random.Random(seed), tasks.eval_questions)
+    sampler = TaskSampler(sources, [1.0] * len(sources), random.Random(seed), held_out)
     return sampler.sample(n)
 
 
-def _eval_tasks() -> list[Any]:
+def _eval_tasks(count: int) -> list[Any]:
     import random
 
     from swarmrl.config.sections import TasksSection
@@ -63,10 +65,10 @@ def _eval_tasks() -> list[Any]:
 
     tasks = TasksSection()
     sources = [build_source(s.source, s.dataset, s.config, tasks.seed, tasks.size) for s in tasks.sources]
-    return TaskSampler(sources, [1.0] * len(sources), random.Random(0), tasks.eval_questions).eval_set()
+    return TaskSampler(sources, [1.0] * len(sources), random.Random(0), count).eval_set()
 
 
-def _greedy_accuracy(model: Any, tokenizer: Any) -> float:
+def _greedy_accuracy(model: Any, tokenizer: Any, count: int) -> float:
     """Greedy exact-match accuracy on the held-out questions, with our generator (same code for both sides)."""
     import torch
 
@@ -76,7 +78,7 @@ def _greedy_accuracy(model: Any, tokenizer: Any) -> float:
     from swarmrl.trainer.prompts import prompt_ids
 
     policy = Policy(model=model, tokenizer=tokenizer, device=torch.device("cpu"), name="eval")
-    evals = _eval_tasks()
+    evals = _eval_tasks(count)
     outs = HFGenerator(policy).generate(
         [prompt_ids(tokenizer, t.question) for t in evals],
         SamplingParams(n=1, max_new_tokens=MAX_NEW_TOKENS, greedy=True),
@@ -118,7 +120,9 @@ def _build(model_dir: Path, seed: int, warmstart_steps: int) -> None:
     build_embedded(cfg, TasksSection(), seed, model_dir)
 
 
-def _run_ours(model_dir: Path, questions: list[Any], steps: int, seed: int) -> dict[str, Any]:
+def _run_ours(
+    model_dir: Path, questions: list[Any], steps: int, seed: int, eval_questions: int
+) -> dict[str, Any]:
     import torch
 
     from swarmrl.config.sections import ModelSection, TasksSection, TrainerSection
@@ -140,7 +144,7 @@ def _run_ours(model_dir: Path, questions: list[Any], steps: int, seed: int) -> d
     learner = Learner(policy, trainer_cfg)
     pipeline = build_pipeline([("exact_match", 1.0, {})], ["exact_match"])
     params = SamplingParams(COMPLETIONS, 1.0, 1.0, MAX_NEW_TOKENS)
-    acc_before = _greedy_accuracy(policy.model, policy.tokenizer)
+    acc_before = _greedy_accuracy(policy.model, policy.tokenizer, eval_questions)
     step_s: list[float] = []
     rewards: list[float] = []
     gen_s, gen_tokens = 0.0, 0
@@ -167,11 +171,13 @@ def _run_ours(model_dir: Path, questions: list[Any], steps: int, seed: int) -> d
         last = now
     out = _summary(step_s, gen_s, gen_tokens, rewards)
     out["eval_accuracy_before"] = acc_before
-    out["eval_accuracy_after"] = _greedy_accuracy(policy.model, policy.tokenizer)
+    out["eval_accuracy_after"] = _greedy_accuracy(policy.model, policy.tokenizer, eval_questions)
     return out
 
 
-def _run_trl(model_dir: Path, questions: list[Any], steps: int, seed: int) -> dict[str, Any]:
+def _run_trl(
+    model_dir: Path, questions: list[Any], steps: int, seed: int, eval_questions: int
+) -> dict[str, Any]:
     import torch
     import transformers
     from datasets import Dataset
@@ -184,13 +190,13 @@ def _run_trl(model_dir: Path, questions: list[Any], steps: int, seed: int) -> di
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-    acc_before = _greedy_accuracy(model, tokenizer)
+    acc_before = _greedy_accuracy(model, tokenizer, eval_questions)
     # Our prompt is <bos>question (swarmrl.trainer.prompts); TRL tokenizes the text, and <bos> is special.
     data = Dataset.from_list(
         [{"prompt": f"{tokenizer.bos_token}{t.question}", "answer": t.answer} for t in questions]
     )
     rewards: list[float] = []
-    gen = {"s": 0.0, "tokens": 0}
+    gen: dict[str, float] = {"s": 0.0, "tokens": 0.0}
 
     def exact_match(completions: list[str], answer: list[str], **_: Any) -> list[float]:
         scores = [
@@ -252,7 +258,7 @@ def _run_trl(model_dir: Path, questions: list[Any], steps: int, seed: int) -> di
         )
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=[exact_match],
+            reward_funcs=[exact_match],  # type: ignore[list-item]
             args=args,
             train_dataset=data,
             processing_class=tokenizer,
@@ -261,9 +267,9 @@ def _run_trl(model_dir: Path, questions: list[Any], steps: int, seed: int) -> di
         trainer.train()
     step_s = [b - a for a, b in itertools.pairwise(stamps)]
     model.generate = plain_generate  # type: ignore[method-assign]
-    out = _summary(step_s, gen["s"], gen["tokens"], rewards)
+    out = _summary(step_s, gen["s"], int(gen["tokens"]), rewards)
     out["eval_accuracy_before"] = acc_before
-    out["eval_accuracy_after"] = _greedy_accuracy(trainer.model, tokenizer)
+    out["eval_accuracy_after"] = _greedy_accuracy(trainer.model, tokenizer, eval_questions)
     return out
 
 
@@ -274,15 +280,34 @@ def _child(args: argparse.Namespace) -> None:
     if args.side == "build":
         _build(Path(args.model_dir), args.seed, args.warmstart_steps)
         return
-    questions = _questions(args.steps * PROMPTS_PER_STEP, args.seed)
+    questions = _questions(args.steps * PROMPTS_PER_STEP, args.seed, args.eval_questions)
     runner = _run_ours if args.side == "ours" else _run_trl
-    result = runner(Path(args.model_dir), questions, args.steps, args.seed)
+    result = runner(Path(args.model_dir), questions, args.steps, args.seed, args.eval_questions)
     result["threads"] = torch.get_num_threads()
     print("RESULT " + json.dumps(result), flush=True)
 
 
 # -- the driver ------------------------------------------------------------------------------------------------
-def _spawn(side: str, args: argparse.Namespace, model_dir: Path) -> dict[str, Any]:
+def _combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's repeats: medians of the timing figures, means of the outcomes, the largest RSS."""
+    out: dict[str, Any] = {"repeats": len(runs)}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        if key == "peak_rss_mb":
+            out[key] = max(values)
+        elif key.startswith(("reward", "eval")):
+            out[key] = statistics.fmean(values)
+        elif isinstance(values[0], int | float):
+            out[key] = statistics.median(values)
+        else:
+            out[key] = values[0]
+    out["steps_per_s"] = 1.0 / out["s_per_step_median"]
+    out["per_repeat_s_per_step"] = [r["s_per_step_median"] for r in runs]
+    out["per_repeat_eval_after"] = [r["eval_accuracy_after"] for r in runs]
+    return out
+
+
+def _spawn(side: str, args: argparse.Namespace, model_dir: Path, seed: int) -> dict[str, Any]:
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -295,9 +320,11 @@ def _spawn(side: str, args: argparse.Namespace, model_dir: Path) -> dict[str, An
         "--threads",
         str(args.threads),
         "--seed",
-        str(args.seed),
+        str(seed),
         "--warmstart-steps",
         str(args.warmstart_steps),
+        "--eval-questions",
+        str(args.eval_questions),
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -332,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 4 steps, short warm start")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for both sides")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--eval-questions", type=int, default=200, help="held-out questions for greedy accuracy")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per side (alternating; seeds seed..seed+R-1)"
+    )
     ap.add_argument(
         "--warmstart-steps", type=int, default=60, help="supervised warm start of the shared model"
     )
@@ -346,15 +377,20 @@ def main(argv: list[str] | None = None) -> int:
         _child(args)
         return 0
     if args.quick:
-        args.steps, args.warmstart_steps = min(args.steps, 4), min(args.warmstart_steps, 10)
+        args.steps, args.warmstart_steps, args.repeats = min(args.steps, 4), min(args.warmstart_steps, 10), 1
+        args.eval_questions = min(args.eval_questions, 16)
     if args.sides == "auto":
         sides = ["ours"] + (["trl"] if importlib.util.find_spec("trl") is not None else [])
     else:
         sides = [s.strip() for s in args.sides.split(",") if s.strip()]
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
-        _spawn("build", args, model_dir)
-        results = {side: _spawn(side, args, model_dir) for side in sides}
+        _spawn("build", args, model_dir, args.seed)
+        for rep in range(args.repeats):  # alternate the sides so that load drift hits both alike
+            for side in sides if rep % 2 == 0 else list(reversed(sides)):
+                runs[side].append(_spawn(side, args, model_dir, args.seed + rep))
+    results = {side: _combine(r) for side, r in runs.items()}
     report: dict[str, Any] = {
         "config": {
             "prompts_per_step": PROMPTS_PER_STEP,
@@ -362,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_new_tokens": MAX_NEW_TOKENS,
             "steps": args.steps,
             "threads": args.threads,
+            "repeats": args.repeats,
+            "eval_questions": args.eval_questions,
             "lr": LR,
             "warmstart_steps": args.warmstart_steps,
             "dtype": "float32",

@@ -26,6 +26,7 @@ FAST: dict[str, Any] = {
     "generation": {"num_completions": 4, "max_new_tokens": 4},
     "sampling": {"local_groups": 2, "external_groups": 0},
     "tasks": {"eval_questions": 8},
+    "swarm": {"transport": "none"},
 }
 
 

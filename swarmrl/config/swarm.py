@@ -188,8 +188,8 @@ class GrpcSection(Section):
 
 class SwarmSection(Section):
     transport: Literal["none", "memory", "libp2p", "grpc"] = Field(
-        "none",
-        description="'none' trains alone; 'libp2p' (gossipsub), 'grpc' (static peers), 'memory' (tests).",
+        "libp2p",
+        description="'libp2p' (gossipsub, default), 'grpc' (static peers), 'none' (train alone), 'memory' (tests).",
     )
     swarm_id: str = Field("swarmrl-public", min_length=1, max_length=128, description="Swarm (topic) name.")
     publish_groups: int = Field(4, ge=0, le=4096, description="Own groups gossiped per round.")

@@ -32,7 +32,7 @@ import socket
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Literal
@@ -93,10 +93,9 @@ class Settings:
     max_new_tokens: int = 4
     eval_questions: int = 32
     warmstart_focus: float = 0.7
-    lr: float = 1e-3
+    lr: float = 3e-4
     ma_window: int = 10
     smoke: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_arms(budget: int = 8) -> tuple[Arm, ...]:
@@ -268,6 +267,34 @@ async def _wait_connected(nodes: list[Any], timeout_s: float) -> None:
     await asyncio.sleep(2 * max(n.cfg.swarm.heartbeat_s for n in nodes))
 
 
+def greedy_eval(node: Any) -> dict[str, Any]:
+    """Greedy exact-match accuracy on the node's held-out questions (as ``Node.evaluate``), plus how
+    degenerate greedy decoding is: the share of questions that get the most common answer. A policy whose
+    sampled reward looks fine can still answer (almost) everything with one string when decoded greedily."""
+    from collections import Counter
+
+    from swarmrl.protocol.types import RolloutGroup
+    from swarmrl.trainer.generation import SamplingParams
+    from swarmrl.trainer.prompts import prompt_ids
+
+    evals = node.tasks.eval_set()
+    if not evals:
+        return {"accuracy": float("nan"), "top_share": float("nan"), "top_answer": ""}
+    g = node.cfg.generation
+    outs = node.generator.generate(
+        [prompt_ids(node.policy.tokenizer, t.question) for t in evals],
+        SamplingParams(1, g.temperature, g.top_p, g.max_new_tokens, greedy=True),
+    )
+    groups = [RolloutGroup(t.ref, t.question, t.answer, c[:1]) for t, c in zip(evals, outs, strict=True)]
+    _, scored = node.score(groups, list(evals))
+    answer, count = Counter(c[0].text.strip() for c in outs).most_common(1)[0]
+    return {
+        "accuracy": round(statistics.fmean(s.accuracy[0] for s in scored), 4),
+        "top_share": round(count / len(outs), 4),
+        "top_answer": answer,
+    }
+
+
 async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> list[dict[str, Any]]:
     """Run the nodes of one arm to the end; return per node its journal and final greedy accuracy."""
     from swarmrl.config import NodeConfig
@@ -288,16 +315,27 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
         for n in started:
             await n.close()
         raise
+    before = [await asyncio.to_thread(greedy_eval, n) for n in nodes]
     await asyncio.gather(*(n.run() for n in nodes))
     out = []
-    for n in nodes:
-        accuracy = await asyncio.to_thread(n.evaluate)
+    for n, start in zip(nodes, before, strict=True):
+        final = await asyncio.to_thread(greedy_eval, n)
         records = [r for r in read_journal(n.data_dir / "journal.log") if r.get("kind") == "round"]
         series: dict[str, Any] = {
             key: [round(float(r[key]), 4) for r in records] for key in SERIES if key != "round_seconds"
         }
         series["round_seconds"] = statistics.median([r["round_seconds"] for r in records]) if records else 0.0
-        out.append({"name": n.cfg.node.name, "eval_accuracy": round(accuracy, 4), **series})
+        out.append(
+            {
+                "name": n.cfg.node.name,
+                "eval_accuracy": final["accuracy"],
+                "greedy_top_share": final["top_share"],
+                "greedy_top_answer": final["top_answer"],
+                "eval_accuracy_start": start["accuracy"],
+                "greedy_top_share_start": start["top_share"],
+                **series,
+            }
+        )
     return out
 
 
@@ -402,11 +440,6 @@ def _settings_doc(s: Settings) -> dict[str, Any]:
     d["out"] = str(s.out)
     d["cpu_count"] = os.cpu_count()
     return d
-
-
-def estimate_node_rounds(s: Settings) -> int:
-    """Node-rounds the settings ask for (for the budget flag and the log)."""
-    return len(s.regimes) * len(s.seeds) * len(s.arms) * s.nodes * s.rounds
 
 
 def with_minutes(s: Settings, minutes: float, seconds_per_node_round: float) -> Settings:

@@ -26,9 +26,14 @@ from typing import Any
 
 #: The SAPO paper's cumulative rewards (Qwen2.5-0.5B swarm, its Table 1) for the splits of 8 groups.
 PAPER = {"8/0": 561.79, "6/2": 854.43, "4/4": 1093.31, "2/6": 945.87}
-#: A node whose final greedy accuracy is below this share of its late sampled reward has "collapsed".
+#: Greedy decoding has "collapsed" when one answer string is given to at least this share of the held-out
+#: questions (the answers of these tasks are spread over dozens of values), or when greedy accuracy is
+#: below COLLAPSE_SHARE of the node's late sampled reward.
+COLLAPSE_TOP_SHARE = 0.5
 COLLAPSE_SHARE = 0.5
 COLLAPSE_MIN_REWARD = 0.05
+#: Collapsed node-runs listed by name in the markdown (all of them are in the JSON).
+MAX_LISTED = 6
 
 
 def _finite(xs: list[float]) -> list[float]:
@@ -76,12 +81,22 @@ def run_summary(nodes: list[dict[str, Any]], window: int) -> dict[str, Any]:
     for n in nodes:
         sampled = _mean(n["reward_mean"][-late:])
         greedy = n["eval_accuracy"]
+        top = n.get("greedy_top_share", 0.0)
+        top0 = n.get("greedy_top_share_start", 0.0)
         per_node.append(
             {
                 "name": n["name"],
                 "eval_accuracy": greedy,
+                "eval_accuracy_start": n.get("eval_accuracy_start", float("nan")),
+                "greedy_top_share": top,
+                "greedy_top_answer": n.get("greedy_top_answer", ""),
+                "greedy_top_share_start": n.get("greedy_top_share_start", float("nan")),
                 "late_sampled_reward": sampled,
-                "collapsed": bool(sampled >= COLLAPSE_MIN_REWARD and greedy < COLLAPSE_SHARE * sampled),
+                "collapsed": bool(
+                    (top >= COLLAPSE_TOP_SHARE and not top0 >= COLLAPSE_TOP_SHARE)
+                    or (sampled >= COLLAPSE_MIN_REWARD and greedy < COLLAPSE_SHARE * sampled)
+                ),
+                "degenerate_from_start": bool(top >= COLLAPSE_TOP_SHARE and top0 >= COLLAPSE_TOP_SHARE),
             }
         )
     return {
@@ -156,9 +171,16 @@ def summarise(doc: dict[str, Any]) -> dict[str, Any]:
                 "eval_accuracy_per_node": [
                     _mean([r["nodes"][i]["eval_accuracy"] for r in rs]) for i in range(n_nodes)
                 ],
+                "eval_accuracy_start_per_node": [
+                    _mean([r["nodes"][i]["eval_accuracy_start"] for r in rs]) for i in range(n_nodes)
+                ],
+                "greedy_top_share_per_node": [
+                    _mean([r["nodes"][i]["greedy_top_share"] for r in rs]) for i in range(n_nodes)
+                ],
                 "late_sampled_reward_per_node": [
                     _mean([r["nodes"][i]["late_sampled_reward"] for r in rs]) for i in range(n_nodes)
                 ],
+                "degenerate_from_start": sum(n["degenerate_from_start"] for r in rs for n in r["nodes"]),
                 "collapsed": [
                     {"seed": u["seed"], **node}
                     for u, r in zip(units, rs, strict=True)
@@ -210,7 +232,8 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
         f"{settings['nodes']} nodes, {settings['rounds']} rounds, per-round budget {settings['budget']} "
         f"groups, seeds {list(settings['seeds'])}, transport {settings['transport']}, tiny model hidden "
         f"{settings['hidden_size']} x {settings['layers']} layer(s), fill_with_local={settings['fill_with_local']}"
-        f", wall {doc['wall_seconds'] / 60:.1f} min.",
+        f"; {_compute_minutes(doc):.1f} worker-minutes in {settings['workers']} worker process(es)"
+        f" (last invocation {doc['wall_seconds'] / 60:.1f} min of wall time; finished units are reused).",
         "",
     ]
     for regime, block in summary.items():
@@ -243,30 +266,54 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
             "Paper (Qwen2.5-0.5B swarm, Table 1): "
             + ", ".join(f"{k} {v} (x{v / paper_base:.2f})" for k, v in PAPER.items()),
             "",
-            "Final greedy exact-match accuracy per node (held-out questions, mean over seeds; the node's "
-            "warm-start focus in brackets) and late sampled reward:",
+            "Greedy exact-match accuracy per node on held-out questions, mean over seeds (warm-start focus "
+            "in brackets): before -> after training, the late sampled reward (last quarter of rounds) and the "
+            "share of questions that get the most common greedy answer (1.0 = one answer for everything):",
             "",
             "| arm | " + " | ".join(_node_label(i) for i in range(settings["nodes"])) + " |",
             "|---|" + "---|" * settings["nodes"],
         ]
         for arm, row in rows.items():
             cells = [
-                f"{g:.3f} (sampled {s:.3f})"
-                for g, s in zip(
-                    row["eval_accuracy_per_node"], row["late_sampled_reward_per_node"], strict=True
+                f"{g0:.3f} -> {g:.3f} (sampled {s:.3f}, top {t:.2f})"
+                for g0, g, s, t in zip(
+                    row["eval_accuracy_start_per_node"],
+                    row["eval_accuracy_per_node"],
+                    row["late_sampled_reward_per_node"],
+                    row["greedy_top_share_per_node"],
+                    strict=True,
                 )
             ]
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
         collapsed = [(arm, c) for arm, row in rows.items() for c in row["collapsed"]]
-        lines += ["", "Greedy collapse (late sampled reward fine, greedy accuracy < half of it): "]
+        lines += [
+            "",
+            "Greedy decoding already degenerate after the warm start and still at the end (one answer for "
+            f">= {COLLAPSE_TOP_SHARE:.0%} of held-out questions), node-runs per arm: "
+            + ", ".join(f"{arm} {row['degenerate_from_start']}" for arm, row in rows.items())
+            + ".",
+            "",
+            f"Greedy collapse during training (one greedy answer for >= {COLLAPSE_TOP_SHARE:.0%} of held-out "
+            f"questions at the end but not at the start, or greedy accuracy < {COLLAPSE_SHARE:.0%} of the late "
+            "sampled reward): ",
+        ]
         lines[-1] += (
-            "; ".join(
-                f"{arm} seed {c['seed']} {c['name']} (greedy {c['eval_accuracy']:.3f}, sampled "
-                f"{c['late_sampled_reward']:.3f})"
-                for arm, c in collapsed
-            )
-            or "none."
+            ", ".join(f"{arm} {len(row['collapsed'])}" for arm, row in rows.items()) + " node-runs"
+            if collapsed
+            else "none."
         )
+        worst = sorted(collapsed, key=lambda ac: -ac[1]["greedy_top_share"])[:MAX_LISTED]
+        lines += [
+            f"- {arm} seed {c['seed']} {c['name']}: greedy {c['eval_accuracy_start']:.3f} -> "
+            f"{c['eval_accuracy']:.3f}, late sampled reward {c['late_sampled_reward']:.3f}, answers "
+            f"{c['greedy_top_answer']!r} to {c['greedy_top_share']:.0%} of questions "
+            f"(at start its top answer covered {c['greedy_top_share_start']:.0%})"
+            for arm, c in worst
+        ]
+        if len(collapsed) > len(worst):
+            lines.append(
+                f"- ... {len(collapsed) - len(worst)} more in the JSON (summary.<regime>.arms.<arm>.collapsed)"
+            )
         ch = block["checks"]
         if "adaptive_vs_baseline" in ch:
             vb = ch["adaptive_vs_best_fixed"]
@@ -278,6 +325,10 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _compute_minutes(doc: dict[str, Any]) -> float:
+    return sum(a["seconds"] for u in doc["units"] for a in u["arms"].values()) / 60
 
 
 def _node_label(i: int) -> str:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import threading
 import logging
 import os
 import random
 import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +36,7 @@ from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
 from swarmrl.tasks import Task, TaskSampler, build_source
-from swarmrl.trainer.checkpoint import load_latest, restore_rng, save_checkpoint
+from swarmrl.trainer.checkpoint import load_latest, restore_rng, rng_state, save_checkpoint
 from swarmrl.trainer.generation import SamplingParams, build_generator
 from swarmrl.trainer.learner import Learner, StepStats
 from swarmrl.trainer.policy import load_policy
@@ -77,6 +77,7 @@ class Node:
         self.control: Any = None
         self._ext_cache: dict[int, tuple[RolloutGroup, list[Sample], ScoredGroup]] = {}
         self._weights_lock = threading.Lock()
+        self._ckpt_task: asyncio.Task[None] | None = None
         self._prefetch: dict[int, asyncio.Task[tuple[list[RolloutGroup], list[Task], float, int]]] = {}
 
     # -- set-up ----------------------------------------------------------------------------------------
@@ -93,7 +94,12 @@ class Node:
             transformers.utils.logging.disable_progress_bar()
         except ImportError:  # pragma: no cover - a core dependency
             pass
-        torch.set_num_threads(cfg.node.threads or os.cpu_count() or 1)
+        threads = cfg.node.threads or os.cpu_count() or 1
+        torch.set_num_threads(threads)
+        # With overlapped generation, generation and training run at the same time in two worker threads:
+        # each gets half of the cores (OpenMP thread counts are per calling thread) instead of both spinning
+        # on all of them.
+        self._work_threads = max(1, threads // 2) if cfg.trainer.max_staleness > 0 else threads
         seed = cfg.node.seed
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -158,18 +164,53 @@ class Node:
             f" ({dropped} later rounds will run again)" if dropped else "",
         )
 
-    def checkpoint(self) -> None:
+    def _snapshot(self) -> dict[str, Any]:
+        """Everything a checkpoint holds, copied now (cheap next to the write) so the write can run later."""
+        background = self.cfg.trainer.max_staleness > 0
+        model_state = self.policy.model.state_dict()
+        optimizer_state = self.learner.optimizer.state_dict()
+        if background:
+            model_state = {k: v.detach().clone() for k, v in model_state.items()}
+            optimizer_state = copy.deepcopy(optimizer_state)
+        return {
+            "round": self.round,
+            "version": self.learner.version,
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "extra": {"task_rng": self.task_rng.getstate(), "rng": rng_state()},
+        }
+
+    def _write_checkpoint(self, snap: dict[str, Any]) -> None:
         path = save_checkpoint(
             self.data_dir / "checkpoints",
-            self.round,
-            self.learner.version,
-            self.policy.model.state_dict(),
-            self.learner.optimizer.state_dict(),
-            {"task_rng": self.task_rng.getstate()},
+            snap["round"],
+            snap["version"],
+            snap["model"],
+            snap["optimizer"],
+            snap["extra"],
             keep=self.cfg.node.keep_checkpoints,
         )
         self.metrics.checkpoint_timestamp.set(time.time())
         log.debug("checkpoint %s", path.name)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint of the current round now."""
+        self._write_checkpoint(self._snapshot())
+
+    async def _checkpoint_round(self) -> None:
+        """Synchronous loop: write now. Overlapped pipeline: snapshot now, write while the next round runs
+        (one write in flight at a time; the journal is rewound to the newest durable checkpoint on resume)."""
+        await self._await_checkpoint()
+        snap = self._snapshot()
+        if self.cfg.trainer.max_staleness > 0:
+            self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._write_checkpoint, snap))
+        else:
+            await asyncio.to_thread(self._write_checkpoint, snap)
+
+    async def _await_checkpoint(self) -> None:
+        if self._ckpt_task is not None:
+            task, self._ckpt_task = self._ckpt_task, None
+            await task
 
     # -- one round ---------------------------------------------------------------------------------------
     def _sampling(self, greedy: bool = False) -> SamplingParams:
@@ -186,6 +227,7 @@ class Node:
             return version
 
     def generate_local(self, round_: int, n: int) -> tuple[list[RolloutGroup], list[Task], float, int]:
+        torch.set_num_threads(self._work_threads)
         version = self._sync_generation_weights()
         tasks = self.tasks.sample(n)
         t0 = time.perf_counter()
@@ -239,6 +281,7 @@ class Node:
                 # Stale: the policy being updated is the behaviour reference when the group enters the batch.
                 g.extras["stale"] = True
         seqs = train_sequences(self.policy, local, samples, scored, self.cfg.trainer.advantage)
+        torch.set_num_threads(self._work_threads)
         with self._weights_lock:
             stats = self.learner.step(seqs)
         if self.gen_policy is self.policy:
@@ -469,9 +512,10 @@ class Node:
                 self._record(res)
                 self.progress.update(res.record)
                 if self.round % self.cfg.node.checkpoint_every == 0:
-                    await asyncio.to_thread(self.checkpoint)
+                    await self._checkpoint_round()
             if self.round % self.cfg.node.checkpoint_every != 0:
-                await asyncio.to_thread(self.checkpoint)
+                await self._checkpoint_round()
+            await self._await_checkpoint()
         finally:
             await self.close()
         log.info("stopped at round %d, policy version %d", self.round, self.learner.version)
@@ -482,6 +526,8 @@ class Node:
             with contextlib.suppress(Exception):
                 await task  # a generation thread cannot be interrupted; let it finish, drop its result
         self._prefetch.clear()
+        with contextlib.suppress(Exception):
+            await self._await_checkpoint()
         self._healthy = False
         self.metrics.up.set(0)
         if self.control is not None:

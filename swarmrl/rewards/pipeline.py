@@ -16,6 +16,7 @@ rise while accuracy stays at zero.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from swarmrl.rewards.credit import CreditConfig, assign
 from swarmrl.rewards.registry import Registry, default_registry
 from swarmrl.rewards.scorer import PolicyScorer, ScorerSlot
 from swarmrl.rewards.segment import TOKEN_OFFSETS, Segmenter, step_token_ends
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -90,6 +93,19 @@ def _value(o: RewardOutput) -> float | None:
     return None
 
 
+def _finite(name: str, out: RewardOutput, warned: set[str]) -> RewardOutput:
+    """A non-finite reward (e.g. log 0 = -inf) would poison the group's advantages with NaN: such an output
+    is treated as "not applicable" (None), and logged once per module."""
+    values = [out.scalar] if out.scalar is not None else []
+    values += list(out.step_rewards or []) + list(out.token_rewards or [])
+    if all(math.isfinite(v) for v in values):
+        return out
+    if name not in warned:
+        warned.add(name)
+        log.warning("reward '%s' returned a non-finite value; treating it as not applicable", name)
+    return RewardOutput(None, info={**out.info, "non_finite": True})
+
+
 def _walk(module: Any) -> Iterator[Any]:
     yield module
     children = getattr(module, "children", None)
@@ -116,6 +132,7 @@ class RewardPipeline:
         if not entries:
             raise RewardError("a reward pipeline needs at least one module")
         self.entries = [_Entry(n, w, m) for n, w, m in entries]
+        self._warned_nonfinite: set[str] = set()
         self.report = [m for m in report if m.name not in {e.name for e in self.entries}]
         self._accuracy = ExactMatch()
         self.combine = combine if isinstance(combine, CombineConfig) else CombineConfig.from_config(combine)
@@ -167,8 +184,7 @@ class RewardPipeline:
             for k, g in enumerate(prepared)
         ]
 
-    @staticmethod
-    def _run(module: RewardModule, name: str, groups: list[list[Sample]]) -> list[list[RewardOutput]]:
+    def _run(self, module: RewardModule, name: str, groups: list[list[Sample]]) -> list[list[RewardOutput]]:
         batch = getattr(module, "score_batch", None)
         outs = batch(groups) if callable(batch) else [module.score_group(g) for g in groups]
         if len(outs) != len(groups):
@@ -176,7 +192,7 @@ class RewardPipeline:
         for g, o in zip(groups, outs, strict=True):
             if len(o) != len(g):
                 raise RewardError(f"reward '{name}' returned {len(o)} outputs for {len(g)} completions")
-        return [list(o) for o in outs]
+        return [[_finite(name, x, self._warned_nonfinite) for x in o] for o in outs]
 
     def _assemble(
         self, group: list[Sample], outs: list[list[RewardOutput]], report: list[list[RewardOutput]]

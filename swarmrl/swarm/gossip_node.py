@@ -4,7 +4,8 @@ Two uses:
 
 * a relay/bootstrap peer that forwards a swarm's gossip without training
   (``python -m swarmrl.swarm.gossip_node --config node.yaml``; it prints one JSON line with its peer id and
-  multiaddrs, then runs until SIGINT/SIGTERM);
+  multiaddrs, then runs until SIGINT/SIGTERM). Give it the swarm's ``tasks`` section: it verifies what it
+  receives like any node (forwarding does not depend on that, but its own pool and peer scores do);
 * load generation for benchmarks and smoke tests (``--control stdio``): the process reads JSON-line commands
   on stdin and answers with JSON lines on stdout (see ``ControlLoop``), so a coordinator can drive rounds
   across many node processes and time them.

@@ -24,6 +24,11 @@ from libp2p.pubsub.pubsub import Pubsub
 
 logger = logging.getLogger(__name__)
 
+#: RPCs a peer's outbound queue holds before dropping (upstream: 32). At N=8 in a star the hub relays 7
+#: peers' bursts to everyone and 32 silently dropped 10-16% of batches; the publisher still paces its own
+#: messages on the queues (``QUEUE_HIGH_WATER`` in libp2p_stack), so this only absorbs relay bursts.
+RELAY_QUEUE_SIZE = 256
+
 #: Called with (where: "stream" | "message", forwarding peer id, the exception) for every dropped input.
 MalformedHook = Callable[[str, str, BaseException], None]
 #: Admission test on a base58 peer id (private swarms); ``None`` admits everyone.
@@ -89,6 +94,13 @@ class HardenedPubsub(Pubsub):
         if current is not None and self._is_stale(peer_id, current):
             self._drop_stale_stream(peer_id)
         await super()._handle_new_peer(peer_id)
+        self._enlarge_queue(peer_id)
+
+    def _enlarge_queue(self, peer_id: ID) -> None:
+        """Raise the peer's outbound queue bound to ``RELAY_QUEUE_SIZE`` (upstream has no option for it)."""
+        inner = getattr(self.peer_queues.get(peer_id), "_queue", None)
+        if inner is not None and getattr(inner, "max_size", RELAY_QUEUE_SIZE) < RELAY_QUEUE_SIZE:
+            inner.max_size = RELAY_QUEUE_SIZE
 
     def prune_stale_streams(self) -> int:
         """Drop registrations whose connection has closed (called periodically). Returns how many."""

@@ -40,6 +40,17 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from swarmrl.swarm.libp2p_hardened import FloodPublishGossipSub, HardenedPubsub
 from swarmrl.swarm.libp2p_peercache import PeerCache
+from swarmrl.swarm.libp2p_push import (
+    PUSH_PROTOCOL,
+    SEEN_CAPACITY,
+    SEEN_GOSSIP,
+    SEEN_OWN,
+    PushCounters,
+    PushMesh,
+    envelope_digest,
+    first_on_path,
+)
+from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.transport import PeerState
 
 logger = logging.getLogger(__name__)
@@ -50,6 +61,8 @@ QUEUE_HIGH_WATER = 16
 QUEUE_WAIT_S = 1.0
 #: Outbox capacity (messages waiting to be paced out); ``publish`` waits while it is full.
 OUTBOX_SIZE = 256
+#: The peers snapshot and peer cache are refreshed at least this often (and at once on a peer change).
+_SNAPSHOT_REFRESH_S = 2.0
 
 
 class StackDied(Exception):
@@ -81,6 +94,14 @@ class StackConfig:
     degree: int = 6
     degree_low: int = 4
     degree_high: int = 12
+    #: Push own envelopes over direct streams and exchange peer lists (``libp2p_push``).
+    direct_push: bool = True
+    #: Connections this node opens to members it learns of by peer exchange stop at this many peers.
+    max_peers: int = 24
+    #: Frames waiting per push stream; a publish waits (bounded) for room, then drops (counted).
+    push_queue: int = 256
+    #: Largest envelope accepted on a push stream.
+    max_frame_bytes: int = 1024 * 1024
 
 
 @dataclass
@@ -92,6 +113,11 @@ class StackCounters:
     malformed_dropped: int = 0
     restarts: int = 0
     dial_failures: int = 0
+    gossiped: int = 0
+    push: PushCounters = field(default_factory=PushCounters)
+    #: Snapshot (refreshed with the peers): members with a push stream, and whether that is all of them.
+    direct_peers: int = 0
+    push_covers_members: bool = False
 
 
 @dataclass
@@ -147,6 +173,9 @@ class Libp2pStack:
         self._my_id = ID.from_pubkey(self.config.key_pair.public_key)
         self._outbox_send: trio.MemorySendChannel[_Outgoing] | None = None
         self._outbox_recv: trio.MemoryReceiveChannel[_Outgoing] | None = None
+        # envelopes already delivered (or published): the push and gossip copies of one envelope
+        self._seen: LRU[bytes, int] = LRU(SEEN_CAPACITY)
+        self._push_mesh: PushMesh | None = None
 
     # ----------------------------------------------------------------- called from other threads
     @property
@@ -297,6 +326,8 @@ class Libp2pStack:
         return host, pubsub, gossipsub
 
     def _on_malformed(self, where: str, peer: str, exc: BaseException) -> None:
+        if where == "push":
+            logger.warning("dropped malformed push stream from peer %s: %r", peer, exc)
         self.counters.malformed_dropped += 1
         self.callbacks.malformed()
 
@@ -304,10 +335,38 @@ class Libp2pStack:
         admit = self.callbacks.admit
         return admit is None or admit(peer)
 
+    def _build_push(self, host: IHost, pubsub: HardenedPubsub) -> PushMesh | None:
+        cfg = self.config
+        if not cfg.direct_push:
+            return None
+        push = PushMesh(
+            host,
+            cfg.topic,
+            my_addrs=lambda: self.addr_snapshot,
+            subscribers=lambda: pubsub.peer_topics.get(cfg.topic, set()),
+            deliver=self._deliver_pushed,
+            admits=self._admits,
+            on_malformed=lambda peer, exc: self._on_malformed("push", peer, exc),
+            seen=self._seen,
+            counters=self.counters.push,
+            max_frame_bytes=cfg.max_frame_bytes,
+            queue_size=cfg.push_queue,
+            max_peers=cfg.max_peers,
+            connect_timeout_s=cfg.connect_timeout_s,
+        )
+        host.set_stream_handler(PUSH_PROTOCOL, push.handle_inbound)
+        return push
+
+    def _deliver_pushed(self, data: bytes, peer: str) -> None:
+        self.counters.delivered += 1
+        self.callbacks.deliver(data, peer)
+
     async def _incarnation(self) -> None:
         if self._bound_port:
             _probe_port(self.config.listen_host, self._bound_port)
         host, pubsub, gossipsub = self._build()
+        push = self._build_push(host, pubsub)
+        self._push_mesh = push
         self._fault = trio.Event()
         self._first_seen.clear()
         listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self._bound_port}")
@@ -326,10 +385,12 @@ class Libp2pStack:
                     nursery.start_soon(self._drain, subscription)
                     nursery.start_soon(self._dialer, host, first_round)
                     nursery.start_soon(self._watch, host, pubsub, gossipsub)
+                    if push is not None:
+                        nursery.start_soon(push.run)
                     with trio.move_on_after(self.config.connect_timeout_s + 1.0):
                         await first_round.wait()
                     self._report_ready(None)
-                    nursery.start_soon(self._publisher, host, pubsub)
+                    nursery.start_soon(self._publisher, host, pubsub, push)
                     await self._fault.wait()
                     raise InjectedFault("fault injected on request")
             finally:
@@ -367,15 +428,20 @@ class Libp2pStack:
             msg = await get()
             if msg.from_id == my_id:
                 continue  # own publish, echoed locally by pubsub
+            data = bytes(msg.data)
             try:
                 origin = ID(msg.from_id).to_base58()
             except Exception:
                 continue
+            if not first_on_path(self._seen, data, SEEN_GOSSIP):
+                self.counters.push.duplicates_dropped += 1
+                continue  # already arrived over a push stream
             self.counters.delivered += 1
-            self.callbacks.deliver(bytes(msg.data), origin)
+            self.callbacks.deliver(data, origin)
 
-    async def _publisher(self, host: IHost, pubsub: HardenedPubsub) -> None:
-        """Publish the outbox at most ``publish_rate`` messages/s, after new peers have subscribed."""
+    async def _publisher(self, host: IHost, pubsub: HardenedPubsub, push: PushMesh | None) -> None:
+        """Send the outbox: push to direct peers, and gossip (paced, ``publish_rate``) unless push covers
+        every member this node knows of."""
         recv = self._outbox_recv
         if recv is None:
             return
@@ -386,30 +452,42 @@ class Libp2pStack:
                 self._inflight = await recv.receive()
                 if self._inflight.taken is not None:
                     self._inflight.taken()
-            await trio.sleep_until(next_at)
-            await self._await_subscribers(host, pubsub)
-            await self._await_queue_room(pubsub)
-            await pubsub.publish(self.config.topic, self._inflight.data)
+            await self._await_subscribers(host, pubsub, push)
+            data = self._inflight.data
+            gossip = True
+            if push is not None:
+                await push.wait_for_room(QUEUE_WAIT_S)
+                gossip = not push.covers_all_members()
+                push.push(data)
+            else:
+                self._seen.put(envelope_digest(data), SEEN_OWN)
+            if gossip:
+                await trio.sleep_until(next_at)
+                await self._await_queue_room(pubsub)
+                await pubsub.publish(self.config.topic, data)
+                self.counters.gossiped += 1
+                next_at = max(next_at + interval, trio.current_time())
             self._inflight = None
             self.counters.published += 1
             self.callbacks.sent(1)
-            next_at = max(next_at + interval, trio.current_time())
 
-    async def _await_subscribers(self, host: IHost, pubsub: HardenedPubsub) -> None:
-        """Wait (up to ``mesh_grace_s`` after each connects) until connected peers have joined the topic.
+    async def _await_subscribers(self, host: IHost, pubsub: HardenedPubsub, push: PushMesh | None) -> None:
+        """Wait (up to ``mesh_grace_s`` after each connects) until connected peers can be reached.
 
-        A message published while a peer is connected but has not yet announced its subscription reaches
-        that peer only through the cache replay; waiting here closes that window. Peers that never join
-        (another swarm) stop delaying publishes ``mesh_grace_s`` after they were first seen.
+        A peer is reachable once it has a push stream, or has joined the topic and has a pubsub stream. A
+        message published while a peer is connected but not yet reachable reaches it only through the
+        cache replay; waiting here closes that window. Peers that never join (another swarm) stop delaying
+        publishes ``mesh_grace_s`` after they were first seen.
         """
         grace = self.config.mesh_grace_s
         while True:
             now = trio.current_time()
             subscribed = pubsub.peer_topics.get(self.config.topic, set())
+            pushed = push.ready_peers() if push is not None else set()
             waiting = False
             for peer in host.get_connected_peers():
                 first = self._first_seen.setdefault(peer, now)
-                ready = peer in subscribed and peer in pubsub.peers
+                ready = peer in pushed or (peer in subscribed and peer in pubsub.peers)
                 if not ready and now - first < grace:
                     waiting = True
                     break
@@ -494,9 +572,13 @@ class Libp2pStack:
         state.next_try = time.monotonic() + delay
 
     async def _watch(self, host: IHost, pubsub: HardenedPubsub, gossipsub: FloodPublishGossipSub) -> None:
-        """Every 200 ms: check the services are alive, refresh the peers snapshot and the peer cache."""
+        """Every 200 ms: check the services are alive and refuse disallowed peers; refresh the peers snapshot
+        and the peer cache when the peer set changed, else every ``_SNAPSHOT_REFRESH_S`` (formatting every
+        peer's multiaddrs is the costliest part of an idle node)."""
         network = host.get_network()
         last_count = -1
+        last_live: set[ID] = set()
+        refreshed_at = -math.inf
         while True:
             for name, service in (("pubsub", pubsub), ("gossipsub", gossipsub), ("network", network)):
                 manager = getattr(service, "manager", None)
@@ -511,6 +593,14 @@ class Libp2pStack:
             live = set(peers)
             for gone in [p for p in self._first_seen if p not in live]:
                 del self._first_seen[gone]
+            now = trio.current_time()
+            mesh = self._push_mesh
+            self.counters.direct_peers = len(mesh.ready_peers()) if mesh is not None else 0
+            self.counters.push_covers_members = mesh is not None and mesh.covers_all_members()
+            if live == last_live and now - refreshed_at < _SNAPSHOT_REFRESH_S and last_count >= 0:
+                await trio.sleep(0.2)
+                continue
+            last_live, refreshed_at = live, now
             store = host.get_peerstore()
             snapshot = []
             for peer in peers:

@@ -19,6 +19,9 @@ Wiring (plain arguments, so this module does not depend on config field names)::
         mesh_grace_s=2.0,            # how long a publish waits for a newly connected peer to subscribe
         connect_timeout_s=5.0,       # per dial; start() waits at most about this long for a first peer
         redial_s=5.0,                # period of the redial loop (with per-peer exponential backoff)
+        direct_push=True,            # push own envelopes over direct streams, exchange peer lists
+        max_peers=24,                # peer exchange dials learned members up to this many connections
+        push_queue=256,              # frames waiting per push stream (then bounded wait, then counted drop)
         events=None,                 # SwarmEvents: messages_sent() and peers_connected() are reported
     )
     await transport.start(); transport.subscribe(handler); await transport.publish(envelope_bytes)
@@ -30,6 +33,12 @@ its peers; queued publishes survive. A thread rather than a sidecar process keep
 shutdown simple; the crash isolation a process would add is replaced by catching at the input boundaries
 and restarting. Calls into trio go through ``TrioToken.run_sync_soon``; deliveries come back through
 ``loop.call_soon_threadsafe``, so the handler always runs on the asyncio loop that called ``start()``.
+
+Data path (``libp2p_push``): own envelopes are pushed as frames over one persistent stream per directly
+connected member, and nodes exchange peer lists so that every member dials every other one (up to
+``max_peers``): the mesh becomes full and delivery is one hop, without gossipsub's per-message cost. While
+this node knows of a member it has no push stream to (not yet dialled, over ``max_peers``, an old version),
+it also gossips, and receivers drop the second copy by envelope hash.
 
 Delivery semantics: gossipsub is best effort. Own messages are flood-published to every subscribed peer,
 publishing is paced under the spam limit and waits briefly for newly connected peers to subscribe, and the
@@ -44,6 +53,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +95,11 @@ class Libp2pStats:
     ``published``: envelopes handed to gossipsub by this node. ``delivered``: envelopes from peers passed to
     the handler. ``malformed_dropped``: hostile or broken frames/messages dropped at the input boundary.
     ``restarts``: times the supervised stack was rebuilt. ``dial_failures``: failed or timed-out dials.
+    ``gossiped``: own envelopes also sent through gossipsub (push did not cover every known member).
+    ``pushed``: envelope frames queued on push streams; ``push_dropped``: frames dropped on a full push
+    queue; ``push_received``: envelopes that arrived over push; ``duplicates_dropped``: second copies
+    (push + gossip) dropped before the handler. ``direct_peers``: members with a push stream;
+    ``push_covers_members``: push reaches every member this node knows of (own envelopes are not gossiped).
     """
 
     published: int
@@ -92,6 +107,13 @@ class Libp2pStats:
     malformed_dropped: int
     restarts: int
     dial_failures: int
+    gossiped: int = 0
+    pushed: int = 0
+    push_dropped: int = 0
+    push_received: int = 0
+    duplicates_dropped: int = 0
+    direct_peers: int = 0
+    push_covers_members: bool = False
 
 
 def _key_pair(private_key: bytes | KeyPair) -> KeyPair:
@@ -145,6 +167,9 @@ class Libp2pTransport(Transport):
         mesh_grace_s: float = 2.0,
         connect_timeout_s: float = 5.0,
         redial_s: float = 5.0,
+        direct_push: bool = True,
+        max_peers: int = 24,
+        push_queue: int = 256,
         events: SwarmEvents | None = None,
     ) -> None:
         if not swarm_id:
@@ -167,6 +192,10 @@ class Libp2pTransport(Transport):
         ):
             if not finite_positive(value):
                 raise ConfigError(f"libp2p.{name}", "must be a finite number > 0")
+        if not 1 <= max_peers <= 1000:
+            raise ConfigError("libp2p.max_peers", "must be between 1 and 1000")
+        if not 2 <= push_queue <= 65536:
+            raise ConfigError("libp2p.push_queue", "must be between 2 and 65536 frames")
         if not 0 <= mesh_grace_s < 60:
             raise ConfigError("libp2p.mesh_grace_s", "must be between 0 and 60 seconds")
         if publish_rate >= router_rate_limit:
@@ -193,6 +222,12 @@ class Libp2pTransport(Transport):
             mesh_grace_s=mesh_grace_s,
             connect_timeout_s=connect_timeout_s,
             redial_s=redial_s,
+            direct_push=direct_push,
+            max_peers=max_peers,
+            push_queue=push_queue,
+            # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
+            # receive path (rejected as 'oversized', charged to the peer) exactly as it would over gossip
+            max_frame_bytes=MAX_MESSAGE_BYTES + 8 * 1024,
         )
         self._stack: Libp2pStack | None = None
         self._thread: threading.Thread | None = None
@@ -201,6 +236,11 @@ class Libp2pTransport(Transport):
         self._admit: PeerFilter | None = None
         self._slots: asyncio.Semaphore | None = None  # free outbox slots, counted on the asyncio side
         self._delivered = 0
+        # envelopes handed over by the libp2p thread, drained on the loop: one wake-up per burst, not per
+        # envelope (each call_soon_threadsafe is a self-pipe write and a loop wake-up)
+        self._arrivals: deque[tuple[bytes, str]] = deque()
+        self._arrivals_lock = threading.Lock()
+        self._drain_scheduled = False
         self._closed = False
 
     # ------------------------------------------------------------------ Transport
@@ -214,7 +254,7 @@ class Libp2pTransport(Transport):
         ready: asyncio.Future[BaseException | None] = loop.create_future()
         events = self._events
         callbacks = StackCallbacks(
-            deliver=lambda data, peer: self._call(self._deliver, data, peer),
+            deliver=self._arrived,
             ready=lambda error: self._call(_resolve, ready, error),
             sent=(lambda n: self._call(events.messages_sent, n)) if events is not None else (lambda _n: None),
             peers_changed=(
@@ -314,6 +354,13 @@ class Libp2pTransport(Transport):
             malformed_dropped=c.malformed_dropped if c else 0,
             restarts=c.restarts if c else 0,
             dial_failures=c.dial_failures if c else 0,
+            gossiped=c.gossiped if c else 0,
+            pushed=c.push.pushed if c else 0,
+            push_dropped=c.push.push_dropped if c else 0,
+            push_received=c.push.push_received if c else 0,
+            duplicates_dropped=c.push.duplicates_dropped if c else 0,
+            direct_peers=c.direct_peers if c else 0,
+            push_covers_members=c.push_covers_members if c else False,
         )
 
     def _inject_fault(self) -> None:
@@ -328,6 +375,24 @@ class Libp2pTransport(Transport):
             return
         with contextlib.suppress(RuntimeError):  # loop closed while we were shutting down
             loop.call_soon_threadsafe(fn, *args)
+
+    def _arrived(self, data: bytes, peer: str) -> None:
+        """Libp2p thread: queue one envelope; schedule a drain on the loop unless one is pending."""
+        self._arrivals.append((data, peer))
+        with self._arrivals_lock:
+            if self._drain_scheduled:
+                return
+            self._drain_scheduled = True
+        self._call(self._drain_arrivals)
+
+    def _drain_arrivals(self) -> None:
+        """Loop thread: hand every queued envelope to the handler. The flag is cleared before draining, so
+        an envelope queued during the drain either is drained here or schedules the next drain."""
+        with self._arrivals_lock:
+            self._drain_scheduled = False
+        while self._arrivals:
+            data, peer = self._arrivals.popleft()
+            self._deliver(data, peer)
 
     def _deliver(self, data: bytes, peer: str) -> None:
         handler = self._handler

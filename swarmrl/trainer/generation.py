@@ -42,11 +42,8 @@ def left_pad(
     prompts: list[list[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        attn[row, width - len(p) :] = 1
+    ids = torch.tensor([[pad_id] * (width - len(p)) + list(p) for p in prompts], dtype=torch.long)
+    attn = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
     return ids.to(device), attn.to(device)
 
 
@@ -123,7 +120,8 @@ class HFGenerator:
         n = 1 if params.greedy else params.n
         model = self.policy.model
         was_training = model.training
-        model.eval()
+        if was_training:
+            model.eval()
         try:
             cache_name = self._loop_cache_name()
             if cache_name is not None:
@@ -150,9 +148,10 @@ class HFGenerator:
         ids, attn = left_pad(prompts, pad, device)
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         cache = new_cache(model)
-        out = model(
-            input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **{cache_name: cache}
-        )
+        kwargs: dict[str, Any] = {cache_name: cache}
+        if "logits_to_keep" in _forward_params(model):
+            kwargs["logits_to_keep"] = 1  # only the last prompt position predicts (no [B, P, V] logits)
+        out = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=True, **kwargs)
         logits = out.logits[:, -1, :]
         if n > 1:
             logits = logits.repeat_interleave(n, dim=0)
@@ -165,22 +164,34 @@ class HFGenerator:
         tokens = torch.full((total, steps), pad, dtype=torch.long, device=device)
         logps = torch.zeros((total, steps), dtype=torch.float32, device=device)
         lengths = torch.full((total,), steps, dtype=torch.long, device=device)
+        # Rows that emitted eos are dead: whatever they write after it lies beyond their length and is cut
+        # off; they leave the batch (cache included) once a quarter of it is dead, not at every single stop.
+        live = torch.ones(total, dtype=torch.bool, device=device)
         for t in range(steps):
             logits = logits.float()
             tok = sample_tokens(logits, params)
             picked = logits.gather(-1, tok.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
             tokens[rows, t] = tok
             logps[rows, t] = picked
-            done = tok == eos
+            done = (tok == eos) & live
             if t == steps - 1:
                 break
             if bool(done.any()):
                 lengths[rows[done]] = t + 1
-                keep = (~done).nonzero().squeeze(-1)
-                if keep.numel() == 0:
+                live = live & ~done
+                n_live = int(live.sum())
+                if n_live == 0:
                     break
-                cache.batch_select_indices(keep)
-                rows, tok, attn, next_pos = rows[keep], tok[keep], attn[keep], next_pos[keep]
+                if 4 * (live.numel() - n_live) >= live.numel():
+                    keep = live.nonzero().squeeze(-1)
+                    cache.batch_select_indices(keep)
+                    rows, tok, attn, next_pos, live = (
+                        rows[keep],
+                        tok[keep],
+                        attn[keep],
+                        next_pos[keep],
+                        live[keep],
+                    )
             attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=1)
             out = model(
                 input_ids=tok.unsqueeze(-1),

@@ -198,7 +198,7 @@ class VLLMGenerator:
         if params.greedy:
             return self._vllm.SamplingParams(n=1, temperature=0.0, **common)
         return self._vllm.SamplingParams(
-            n=params.n, temperature=params.temperature, top_p=params.top_p, top_k=-1, **common
+            n=params.n, temperature=params.temperature, top_p=params.top_p, **common
         )
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:

@@ -58,7 +58,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         eos_token_id=tok.eos_token_id,
     )
     torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen2ForCausalLM(config)
+    model.to(dtype=torch.bfloat16)  # type: ignore[call-arg]
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

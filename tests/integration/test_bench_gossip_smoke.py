@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/gossip.py`` (our side only, quick mode) and of the gossip-only node process.
+"""Smoke test of ``benchmarks/gossip.py`` (our two transports, quick mode) and of the gossip-only node.
 
 Real node processes on loopback: libp2p transport, signed envelopes, the full receive path. The hivemind
 side is not run here (it needs hivemind and minutes); the full benchmark is run by hand or ``make``.
@@ -40,7 +40,8 @@ def test_quick_benchmark_of_our_side_writes_the_documented_json(tmp_path: Path) 
             sys.executable,
             str(BENCH),
             "--quick",
-            "--no-hivemind",
+            "--systems",
+            "ours,ours-grpc",
             "--payloads",
             "1024,65536",
             "--out",
@@ -67,6 +68,8 @@ def test_quick_benchmark_of_our_side_writes_the_documented_json(tmp_path: Path) 
         # the gossip-only worker never imported torch, and it is one process per node (no helpers)
         assert phase["worker_torch_loaded"] is False
         assert len(phase["processes_per_node"]) == 1
+    grpc = result["ours-grpc"]
+    assert [(p["nodes"], p["rounds_failed"], p["burst_ok"]) for p in grpc] == [(2, 0, True), (2, 0, True)]
     assert "| ours | 2 | 64 KiB |" in result["markdown"]
     assert "| ours | 2 | 1 KiB |" in proc.stdout
 

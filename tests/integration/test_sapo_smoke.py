@@ -15,6 +15,7 @@ from tests.nodeutil import REPO, node_env
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(330)
 def test_sapo_smoke_writes_json_and_png(tmp_path: Path) -> None:
     out = tmp_path / "sapo"

@@ -80,7 +80,10 @@ def test_verifree() -> None:
     assert out.modules["verifree"] == [pytest.approx(0.449329, abs=1e-6), 0.0]
     logp = build_pipeline([("verifree", 1.0, {})])
     logp.bind_scorer(fake)
-    assert logp.score_group([s("no marker")]).modules["verifree"] == [-math.inf]
+    # The module follows the repo (log 0 = -inf); the pipeline refuses to let -inf reach the advantages.
+    (module,) = [e.module for e in logp.entries]
+    assert module.score_group([s("no marker")])[0].scalar == -math.inf
+    assert logp.score_group([s("no marker")]).modules["verifree"] == [None]
 
 
 def test_rlpr_reward_and_prompt_only_baseline() -> None:

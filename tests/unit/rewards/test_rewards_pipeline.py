@@ -284,3 +284,20 @@ def test_rewards_package_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_non_finite_reward_is_not_applicable_and_never_nan() -> None:
+    from swarmrl.rewards.base import RewardOutput, Sample
+    from swarmrl.rewards.pipeline import RewardPipeline, token_advantages
+
+    class LogZero:
+        name = "log_zero"
+
+        def score_group(self, group: list[Sample]) -> list[RewardOutput]:
+            return [RewardOutput(float("-inf") if i == 0 else -1.0) for i, _ in enumerate(group)]
+
+    group = [Sample("q", str(i), "1", completion_ids=[1, 2]) for i in range(3)]
+    scored = RewardPipeline([("log_zero", 1.0, LogZero())]).score([group])
+    assert scored[0].modules["log_zero"] == [None, -1.0, -1.0]
+    adv = token_advantages(scored, [group], "grpo")
+    assert all(a == a for row in adv[0] for a in row)  # no NaN reaches the loss

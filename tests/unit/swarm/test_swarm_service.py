@@ -166,7 +166,11 @@ def test_many_nodes_on_one_loop() -> None:
 
 def test_build_transport_variants(tmp_path: Path) -> None:
     ident = Identity.generate()
-    assert isinstance(build_transport(NodeConfig(), ident, tmp_path), NullTransport)
+    solo = NodeConfig.model_validate({"swarm": {"transport": "none"}})
+    assert isinstance(build_transport(solo, ident, tmp_path), NullTransport)
+    from swarmrl.swarm.libp2p_transport import Libp2pTransport
+
+    assert isinstance(build_transport(NodeConfig(), ident, tmp_path), Libp2pTransport)  # the default
     with pytest.raises(ConfigError, match="MemoryHub"):
         build_transport(config(), ident, tmp_path)
     from swarmrl.swarm.grpc_transport import GrpcTransport

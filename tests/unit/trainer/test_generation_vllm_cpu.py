@@ -59,7 +59,7 @@ def _lp(value: float) -> SimpleNamespace:
 def test_completion_parsing_keeps_eos_and_logprobs() -> None:
     policy = _policy()
     gen, eos = _bare(policy), policy.eos_id
-    a, b = policy.tokenizer.convert_tokens_to_ids(["4", "2"])
+    a, b = policy.tokenizer("42", add_special_tokens=False)["input_ids"]
     done = SimpleNamespace(
         token_ids=[a, b, eos],
         logprobs=[{a: _lp(-0.5)}, {b: _lp(-1.0)}, {eos: _lp(-0.1)}],

@@ -1,0 +1,48 @@
+"""The overlapped pipeline: round r+1 is generated while round r trains, at most one round stale."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from swarmrl.config import NodeConfig
+from swarmrl.node.node import Node
+from swarmrl.trainer.checkpoint import load_latest
+from tests.nodeutil import FAST, deep_merge
+
+
+def _node(tmp: Path, staleness: int, rounds: int) -> Node:
+    cfg = deep_merge(
+        FAST,
+        {
+            "node": {"data_dir": str(tmp), "rounds": rounds, "metrics_port": -1},
+            "model": {"tiny": {"hidden_size": 64, "warmstart_steps": 40}},
+            "trainer": {"max_staleness": staleness},
+        },
+    )
+    return Node(NodeConfig.model_validate(cfg))
+
+
+def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path: Path) -> None:
+    node = _node(tmp_path / "a", 1, 5)
+    assert asyncio.run(node.run()) == 0
+    records = node.journal.records
+    assert [r["round"] for r in records] == [1, 2, 3, 4, 5]
+    # round 1 is generated before any update (fresh); later rounds were generated during the previous update
+    assert set(records[0]["ratio_mean_by_origin"]) <= {"local"}
+    stale_rounds = [r for r in records[1:] if "stale" in r["ratio_mean_by_origin"]]
+    assert stale_rounds, "no round trained on stale samples"
+    for r in stale_rounds:
+        assert "local" not in r["ratio_mean_by_origin"]
+        assert 0.5 < r["ratio_mean_by_origin"]["stale"] < 2.0
+    # the generation copy follows the learner: it never lags more than one round of updates
+    assert node.gen_policy is not node.policy
+    ck = load_latest(tmp_path / "a" / "checkpoints")
+    assert ck is not None and ck.round == 5 and ck.policy_version == records[-1]["policy_version"]
+
+
+def test_synchronous_loop_shares_the_policy(tmp_path: Path) -> None:
+    node = _node(tmp_path / "b", 0, 2)
+    assert asyncio.run(node.run()) == 0
+    assert node.gen_policy is node.policy
+    assert all("stale" not in r["ratio_mean_by_origin"] for r in node.journal.records)
