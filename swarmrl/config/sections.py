@@ -178,8 +178,18 @@ class TrainerSection(Section):
         64, ge=1, le=65536, description="Sequences per forward pass (gradient accumulation)."
     )
     max_grad_norm: float = Field(1.0, gt=0, description="Gradient norm clip.")
+    stale_weight_cap: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Cap of the importance weight pi_entry/pi_behaviour on stale samples (0 = no correction).",
+    )
     max_staleness: int = Field(
-        0, ge=0, le=64, description="Policy versions generation may run ahead of training (0 = synchronous)."
+        0,
+        ge=0,
+        le=1,
+        description="Rounds generation may run ahead of training: 0 = synchronous, 1 = generate round r+1 while "
+        "round r trains (samples one round of updates stale).",
     )
 
 

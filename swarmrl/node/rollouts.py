@@ -82,5 +82,6 @@ def train_sequences(
         for comp, adv in zip(group.completions, group_adv, strict=True):
             fresh_local = group.origin == "local" and not stale and comp.logprobs
             old = list(comp.logprobs) if fresh_local else None
-            out.append(TrainSequence(p_ids, list(comp.token_ids), adv, old, origin))
+            behaviour = list(comp.logprobs) if stale and len(comp.logprobs) == len(comp.token_ids) else None
+            out.append(TrainSequence(p_ids, list(comp.token_ids), adv, old, origin, behaviour))
     return out

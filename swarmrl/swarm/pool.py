@@ -8,6 +8,7 @@ more than ``max_age_rounds`` local rounds ago are dropped (old policies' samples
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -24,7 +25,11 @@ class PoolEntry:
 
 
 class RolloutPool:
-    """Arrival-ordered, capped store of external groups."""
+    """Arrival-ordered, capped store of external groups.
+
+    Thread-safe: the receive path adds groups on the event loop while the node samples from a worker thread
+    (where the local re-scoring runs), so every operation holds one lock.
+    """
 
     def __init__(self, max_groups: int, per_peer_share: float, max_age_rounds: int) -> None:
         if max_groups < 1 or not 0 < per_peer_share <= 1 or max_age_rounds < 1:
@@ -36,53 +41,61 @@ class RolloutPool:
         self._by_peer: dict[str, deque[int]] = {}
         self._next_id = 0
         self.evicted = 0
+        self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock:
+            return len(self._entries)
 
     def add(self, groups: list[RolloutGroup], round_: int) -> None:
         """Add groups received in local round ``round_`` (their ``peer`` field names the sender)."""
-        for group in groups:
-            ids = self._by_peer.setdefault(group.peer, deque())
-            if len(ids) >= self.per_peer_cap:
-                self._remove(ids[0])
-            elif len(self._entries) >= self.max_groups:
-                self._remove(next(iter(self._entries)))
-            entry_id = self._next_id
-            self._next_id += 1
-            self._entries[entry_id] = PoolEntry(group, group.peer, round_)
-            self._by_peer.setdefault(group.peer, deque()).append(entry_id)
+        with self._lock:
+            for group in groups:
+                ids = self._by_peer.setdefault(group.peer, deque())
+                if len(ids) >= self.per_peer_cap:
+                    self._remove(ids[0])
+                elif len(self._entries) >= self.max_groups:
+                    self._remove(next(iter(self._entries)))
+                entry_id = self._next_id
+                self._next_id += 1
+                self._entries[entry_id] = PoolEntry(group, group.peer, round_)
+                self._by_peer.setdefault(group.peer, deque()).append(entry_id)
 
     def prune(self, round_: int) -> int:
         """Drop groups older than ``max_age_rounds`` at local round ``round_``; return how many."""
-        stale = [i for i, e in self._entries.items() if round_ - e.received_round > self.max_age_rounds]
-        for entry_id in stale:
-            self._remove(entry_id)
-        return len(stale)
+        with self._lock:
+            stale = [i for i, e in self._entries.items() if round_ - e.received_round > self.max_age_rounds]
+            for entry_id in stale:
+                self._remove(entry_id)
+            return len(stale)
 
     def entries(self) -> list[tuple[int, PoolEntry]]:
         """(id, entry) pairs, oldest first."""
-        return list(self._entries.items())
+        with self._lock:
+            return list(self._entries.items())
 
     def take(self, ids: list[int]) -> list[PoolEntry]:
         """Remove and return the entries with these ids (unknown ids are skipped)."""
-        out = []
-        for entry_id in ids:
-            entry = self._entries.get(entry_id)
-            if entry is not None:
-                self._remove(entry_id)
-                self.evicted -= 1  # taken for training, not evicted
-                out.append(entry)
-        return out
+        with self._lock:
+            out = []
+            for entry_id in ids:
+                entry = self._entries.get(entry_id)
+                if entry is not None:
+                    self._remove(entry_id)
+                    self.evicted -= 1  # taken for training, not evicted
+                    out.append(entry)
+            return out
 
     def discard(self, ids: list[int]) -> None:
         """Remove entries that turned out useless (e.g. zero advantage under the local rewards)."""
-        for entry_id in ids:
-            if entry_id in self._entries:
-                self._remove(entry_id)
+        with self._lock:
+            for entry_id in ids:
+                if entry_id in self._entries:
+                    self._remove(entry_id)
 
     def peer_counts(self) -> dict[str, int]:
-        return {peer: len(ids) for peer, ids in self._by_peer.items() if ids}
+        with self._lock:
+            return {peer: len(ids) for peer, ids in self._by_peer.items() if ids}
 
     def _remove(self, entry_id: int) -> None:
         entry = self._entries.pop(entry_id)

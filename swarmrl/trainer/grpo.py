@@ -78,18 +78,20 @@ def grpo_loss(
     kl_coef: float = 0.0,
     agg: LossAgg = "token_mean",
     norm: float | None = None,
+    weight: torch.Tensor | None = None,
 ) -> LossTerms:
     """The clipped policy-gradient surrogate with asymmetric clipping and an optional KL penalty.
 
     ``advantages`` is per token ``[B, T]`` (outcome advantages broadcast, or dense shaped ones).
-    loss = -min(r * A, clip(r, 1 - clip_low, 1 + clip_high) * A) + kl_coef * KL, aggregated over the mask.
+    loss = -w * min(r * A, clip(r, 1 - clip_low, 1 + clip_high) * A) + kl_coef * KL, aggregated over the mask;
+    ``weight`` (w, default 1) is a per-token importance weight that is not differentiated (decoupled PPO).
     """
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
     unclipped = ratio * advantages
     clipped_ratio = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high)
     surrogate = torch.minimum(unclipped, clipped_ratio * advantages)
-    per_token = -surrogate
+    per_token = -surrogate if weight is None else -surrogate * weight.detach()
     was_clipped = (clipped_ratio * advantages < unclipped) & (mask > 0)
     kl = torch.zeros((), dtype=logp.dtype)
     if ref_logp is not None:

@@ -32,6 +32,10 @@ class TrainSequence:
     advantages: list[float]
     old_logprobs: list[float] | None = None
     origin: str = "local"
+    #: For stale samples: the log-probs of the policy that generated them. The clipping reference is still
+    #: the policy at batch entry (``old_logprobs`` None); these give the decoupled importance weight
+    #: min(pi_entry / pi_behaviour, cap) that corrects for the staleness.
+    behaviour_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -108,6 +112,16 @@ class _Micro:
             dtype=torch.float32,
         )
         self.known = torch.tensor([s.old_logprobs is not None for s in seqs], dtype=torch.bool)
+        self.behav: torch.Tensor | None = None
+        if any(s.behaviour_logprobs is not None for s in seqs):
+            self.behav = torch.tensor(
+                [
+                    (list(s.behaviour_logprobs) if s.behaviour_logprobs is not None else [nan] * n)
+                    + [nan] * (c_max - n)
+                    for s, n in zip(seqs, lengths, strict=True)
+                ],
+                dtype=torch.float32,
+            ).to(device)
         index: dict[tuple[int, ...], int] = {}
         self.group = torch.tensor([index.setdefault(tuple(s.prompt_ids), len(index)) for s in seqs])
         self.prompts = [list(p) for p in index]
@@ -261,6 +275,11 @@ class Learner:
                 old = torch.where(
                     batch.known.unsqueeze(1) & ~torch.isnan(batch.old), batch.old, logp.detach()
                 )
+                weight = None
+                if batch.behav is not None and cfg.stale_weight_cap > 0:
+                    # Decoupled importance weight for stale samples: pi_entry / pi_behaviour, truncated.
+                    log_w = torch.nan_to_num(old - batch.behav, nan=0.0)
+                    weight = torch.exp(log_w).clamp(max=cfg.stale_weight_cap)
                 ref = None
                 if self.reference is not None:
                     with torch.no_grad():
@@ -278,6 +297,7 @@ class Learner:
                     cfg.kl_coef,
                     cfg.loss_agg,
                     norm,
+                    weight,
                 )
                 terms.loss.backward()
                 mb_loss += float(terms.loss.detach())
@@ -346,4 +366,4 @@ def _right_padded(
 
 
 def _with_old(s: TrainSequence, old: list[float]) -> TrainSequence:
-    return TrainSequence(s.prompt_ids, s.completion_ids, s.advantages, old, s.origin)
+    return TrainSequence(s.prompt_ids, s.completion_ids, s.advantages, old, s.origin, s.behaviour_logprobs)

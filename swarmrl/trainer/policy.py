@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,18 @@ def _load_pretrained(name: str, device: torch.device, dtype: torch.dtype, trust:
     return Policy(model=model, tokenizer=tokenizer, device=device, name=name)
 
 
+#: transformers' model loading is not thread-safe (concurrent loads in one process fail with "Cannot copy out
+#: of meta tensor"): nodes that share a process (simulations, tests) load one at a time. A lock, not state.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_policy(cfg: ModelSection, tasks: TasksSection, data_dir: Path, seed: int) -> Policy:
     """Load the policy named by ``cfg.name``; build and cache the embedded default when asked for it."""
+    with _LOAD_LOCK:
+        return _load_policy(cfg, tasks, data_dir, seed)
+
+
+def _load_policy(cfg: ModelSection, tasks: TasksSection, data_dir: Path, seed: int) -> Policy:
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
     if cfg.name != EMBEDDED_MODEL:
@@ -120,9 +131,43 @@ def _with_lora(model: PreTrainedModel, rank: int) -> Any:
     return get_peft_model(model, conf)
 
 
+def tiny_qwen2_config(
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    hidden_size: int,
+    intermediate_size: int,
+    layers: int,
+    heads: int,
+    kv_heads: int | None = None,
+    vocab_size: int | None = None,
+    **extra: Any,
+) -> Any:
+    """A Qwen2 config for a small model over ``tokenizer`` (tied embeddings, the tokenizer's special ids).
+
+    The embedded default, benchmarks and tests build their models from it; ``extra`` overrides any field.
+    """
+    from transformers import Qwen2Config
+
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size if vocab_size is not None else len(tokenizer),
+        "hidden_size": hidden_size,
+        "intermediate_size": intermediate_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads if kv_heads is not None else heads,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+    fields.update(extra)
+    return Qwen2Config(**fields)
+
+
 def build_embedded(cfg: ModelSection, tasks: TasksSection, seed: int, out: Path) -> None:
     """Build the tiny model from a config, warm-start it, and save it atomically to ``out``."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
     from swarmrl.trainer.tokenizer import build_char_tokenizer
     from swarmrl.trainer.warmstart import warm_start
@@ -130,18 +175,13 @@ def build_embedded(cfg: ModelSection, tasks: TasksSection, seed: int, out: Path)
     tiny = cfg.tiny
     tokenizer = build_char_tokenizer(tiny.vocab_extra)
     torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
+    config = tiny_qwen2_config(
+        tokenizer,
         hidden_size=tiny.hidden_size,
         intermediate_size=tiny.intermediate_size,
-        num_hidden_layers=tiny.layers,
-        num_attention_heads=tiny.heads,
-        num_key_value_heads=tiny.heads,
+        layers=tiny.layers,
+        heads=tiny.heads,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
     )
     model = Qwen2ForCausalLM(config)
     log.info(

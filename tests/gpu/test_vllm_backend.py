@@ -38,24 +38,22 @@ def _report(record: dict[str, Any]) -> None:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2ForCausalLM
 
+    from swarmrl.trainer.policy import tiny_qwen2_config
     from swarmrl.trainer.tokenizer import build_char_tokenizer
 
     out = tmp_path_factory.mktemp("qwen05b")
     tok = build_char_tokenizer()
-    config = Qwen2Config(
+    config = tiny_qwen2_config(
+        tok,
         vocab_size=151936,
         hidden_size=896,
         intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
+        layers=24,
+        heads=14,
+        kv_heads=2,
         max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
     )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 from tokenizers import Tokenizer, models
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedTokenizerFast, Qwen2ForCausalLM
 
 from swarmrl.config.sections import TrainerSection
 from swarmrl.errors import RewardError
@@ -18,7 +18,7 @@ from swarmrl.rewards.scorer import PolicyScorer, TokenScorer
 from swarmrl.rewards.segment import TOKEN_OFFSETS, step_token_ends
 from swarmrl.trainer.generation import HFGenerator, SamplingParams
 from swarmrl.trainer.learner import Learner
-from swarmrl.trainer.policy import Policy
+from swarmrl.trainer.policy import Policy, tiny_qwen2_config
 from swarmrl.trainer.prompts import completion_ids, prompt_ids
 from swarmrl.trainer.scorer import TrainerScorer, attach_scorer
 from swarmrl.trainer.tokenizer import build_char_tokenizer
@@ -28,17 +28,15 @@ from swarmrl.trainer.tokenizer import build_char_tokenizer
 def policy() -> Policy:
     torch.manual_seed(0)
     tok = build_char_tokenizer()
-    cfg = Qwen2Config(
-        vocab_size=len(tok),
+    cfg = tiny_qwen2_config(
+        tok,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
+        layers=1,
+        heads=2,
+        kv_heads=2,
         max_position_embeddings=128,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
     )
     model = Qwen2ForCausalLM(cfg).eval()
     return Policy(model=model, tokenizer=tok, device=torch.device("cpu"), name="test")

@@ -8,30 +8,20 @@ import random
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2ForCausalLM
 
 from swarmrl.config.sections import TrainerSection
 from swarmrl.trainer.grpo import selective_log_softmax
 from swarmrl.trainer.learner import Learner, StepStats, TrainSequence
-from swarmrl.trainer.policy import Policy
+from swarmrl.trainer.policy import Policy, tiny_qwen2_config
 from swarmrl.trainer.tokenizer import build_char_tokenizer
 
 
 def _policy() -> Policy:
     tok = build_char_tokenizer()
     torch.manual_seed(0)
-    config = Qwen2Config(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
+    config = tiny_qwen2_config(
+        tok, hidden_size=32, intermediate_size=64, layers=2, heads=4, kv_heads=2, max_position_embeddings=128
     )
     return Policy(Qwen2ForCausalLM(config), tok, torch.device("cpu"), "t")
 

@@ -7,27 +7,25 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2ForCausalLM
 
 from swarmrl.errors import ModelError
 from swarmrl.trainer.generation import build_generator
-from swarmrl.trainer.policy import Policy
+from swarmrl.trainer.policy import Policy, tiny_qwen2_config
 from swarmrl.trainer.tokenizer import build_char_tokenizer
 from swarmrl.trainer.vllm_backend import VLLMGenerator, model_source, named_weights
 
 
 def _policy() -> Policy:
     tok = build_char_tokenizer()
-    config = Qwen2Config(
-        vocab_size=len(tok),
+    config = tiny_qwen2_config(
+        tok,
         hidden_size=16,
         intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        tie_word_embeddings=True,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
+        layers=1,
+        heads=2,
+        kv_heads=2,
+        max_position_embeddings=32768,
     )
     return Policy(Qwen2ForCausalLM(config), tok, torch.device("cpu"), "t")
 

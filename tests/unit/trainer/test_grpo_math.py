@@ -105,3 +105,14 @@ def test_zero_variance_group_has_zero_advantage() -> None:
     (adv,) = compute_advantages([[1.0, 1.0, 1.0]], "grpo")
     assert adv == [0.0, 0.0, 0.0]
     assert zero_variance([0.3, 0.3]) and not zero_variance([0.3, 0.4])
+
+
+def test_importance_weight_scales_the_surrogate_and_is_not_differentiated() -> None:
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    adv = torch.tensor([[1.0, 1.0]])
+    weight = torch.tensor([[2.0, 0.5]], requires_grad=True)
+    t = grpo_loss(logp, logp.detach(), adv, torch.ones(1, 2), weight=weight)
+    assert t.loss.item() == pytest.approx(-(2.0 + 0.5) / 2)
+    t.loss.backward()
+    assert logp.grad is not None and logp.grad[0].tolist() == pytest.approx([-1.0, -0.25])
+    assert weight.grad is None

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2ForCausalLM
 
 from swarmrl.config import NodeConfig, load_config
 from swarmrl.trainer.generation import HFGenerator, SamplingParams
-from swarmrl.trainer.policy import embedded_fingerprint, load_policy
+from swarmrl.trainer.policy import embedded_fingerprint, load_policy, tiny_qwen2_config
 from swarmrl.trainer.prompts import prompt_ids
 from swarmrl.trainer.tokenizer import build_char_tokenizer
 
@@ -18,15 +18,15 @@ TINY = {"hidden_size": 32, "layers": 1, "heads": 2, "intermediate_size": 64, "wa
 
 def test_load_local_path_saved_by_test(tmp_path: Path) -> None:
     tok = build_char_tokenizer()
-    cfg = Qwen2Config(
-        vocab_size=len(tok),
+    cfg = tiny_qwen2_config(
+        tok,
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
+        layers=1,
+        heads=2,
+        kv_heads=2,
+        tie_word_embeddings=False,
+        max_position_embeddings=32768,
     )
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(cfg)
