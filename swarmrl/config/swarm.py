@@ -31,6 +31,12 @@ class AdaptiveSection(Section):
     probe_every: int = Field(
         5, ge=2, le=1000, description="Every N rounds flip the decision once to keep both estimates fresh."
     )
+    confidence_z: float = Field(
+        2.0,
+        ge=0,
+        le=10,
+        description="External groups are taken only when their gain exceeds this many standard errors.",
+    )
 
 
 class SamplingSection(Section):

@@ -46,24 +46,26 @@ class AdaptiveSettings:
     min_evidence: int = 3
     harm_margin: float = 0.01
     probe_every: int = 5
+    confidence_z: float = 2.0
 
 
 class AdaptiveController:
-    """Chooses J each round from the node's own evidence. The rule, in order:
+    """Chooses J each round from the node's own evidence; refusing is the default. The rule, in order:
 
     1. Evidence. After each round the node reports its own mean reward, the share of its own groups with
        zero advantage, and how many external groups it trained on. The change of own mean reward from one
        round to the next is credited to the previous round's choice: into the "with external" record if
        that round trained on external groups, else into "without". Each record keeps the last ``window``
        changes.
-    2. Refuse what hurts. When both records hold ``min_evidence`` changes and the mean change with external
-       groups is below the mean change without by more than ``harm_margin``, J = 0.
-    3. Take what helps. When the mean change with external groups beats the one without by more than
-       ``harm_margin``, J = J_max.
-    4. Otherwise (no verdict yet), J grows with the need for signal: J = ceil(J_max * (1 + z) / 2), where
-       z is the share of own groups with zero advantage (all own groups useless -> J_max; none -> half).
-    5. Probe. Every ``probe_every`` rounds the decision flips (0 <-> the rule-4 value) so the record that
-       the current decision does not feed stays fresh and a verdict can change.
+    2. Take only what helps. When both records hold ``min_evidence`` changes and the mean change with
+       external groups beats the one without by more than ``harm_margin`` *and* by more than
+       ``confidence_z`` standard errors (Welch), J = J_max.
+    3. Otherwise J = 0: with no verdict, or when external groups do not help, the node trains on its own
+       groups alone. (Round-to-round reward noise is several times a plausible gain, so a rule that acts on
+       a raw mean difference flips at random and keeps paying the cost of unhelpful groups.)
+    4. Probe. Every ``probe_every`` rounds the decision flips so that both records stay fresh: a refusing
+       node takes J = ceil(J_max * (1 + z) / 2) groups, where z is the share of its own groups with zero
+       advantage (more need for signal, more groups), and a taking node takes none.
     """
 
     def __init__(self, settings: AdaptiveSettings) -> None:
@@ -89,11 +91,13 @@ class AdaptiveController:
         s = self.settings
         if len(self._with) < s.min_evidence or len(self._without) < s.min_evidence:
             return "unknown"
-        delta = sum(self._with) / len(self._with) - sum(self._without) / len(self._without)
+        mean_w, mean_wo = _mean_var(self._with), _mean_var(self._without)
+        delta = mean_w[0] - mean_wo[0]
+        se = math.sqrt(mean_w[1] / len(self._with) + mean_wo[1] / len(self._without))
+        if delta > s.harm_margin and delta > s.confidence_z * se:
+            return "helps"
         if delta < -s.harm_margin:
             return "hurts"
-        if delta > s.harm_margin:
-            return "helps"
         return "unknown"
 
     def decide(self, j_max: int) -> int:
@@ -101,11 +105,17 @@ class AdaptiveController:
         if j_max <= 0:
             return 0
         need = math.ceil(j_max * (1.0 + self._zero_share) / 2.0)
-        verdict = self.verdict()
-        j = 0 if verdict == "hurts" else j_max if verdict == "helps" else need
+        j = j_max if self.verdict() == "helps" else 0
         if self._rounds and self._rounds % self.settings.probe_every == 0:
             j = need if j == 0 else 0
         return max(0, min(j_max, j))
+
+
+def _mean_var(values: deque[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, var
 
 
 class Sampler:

@@ -95,7 +95,11 @@ class Swarm:
             s.rescore_factor,
             AdaptiveController(
                 AdaptiveSettings(
-                    s.adaptive.window, s.adaptive.min_evidence, s.adaptive.harm_margin, s.adaptive.probe_every
+                    s.adaptive.window,
+                    s.adaptive.min_evidence,
+                    s.adaptive.harm_margin,
+                    s.adaptive.probe_every,
+                    s.adaptive.confidence_z,
                 )
             ),
         )

@@ -123,7 +123,7 @@ def test_rescore_shape_is_checked() -> None:
 def test_adaptive_refuses_what_hurts_and_takes_what_helps() -> None:
     settings = AdaptiveSettings(window=4, min_evidence=2, harm_margin=0.01, probe_every=100)
     hurt = AdaptiveController(settings)
-    assert hurt.decide(8) == 8  # no evidence yet, zero-advantage share unknown (1.0): full J
+    assert hurt.decide(8) == 0  # no evidence yet: train on own groups
     # rounds after taking external groups lose reward, rounds without gain
     reward = 0.5
     for used in [4, 0, 4, 0, 4, 0]:
@@ -143,21 +143,48 @@ def test_adaptive_refuses_what_hurts_and_takes_what_helps() -> None:
     assert helps.decide(8) == 8
 
 
-def test_adaptive_scales_with_zero_advantage_share_and_probes() -> None:
+def test_adaptive_needs_a_gain_beyond_noise() -> None:
+    ctl = AdaptiveController(AdaptiveSettings(window=8, min_evidence=3, harm_margin=0.01, probe_every=100))
+    reward = 0.5
+    # external rounds gain +0.03 on average, but round-to-round noise is +-0.2: no verdict, no sharing
+    for used, change in [
+        (4, 0.23),
+        (0, -0.2),
+        (4, -0.17),
+        (0, 0.2),
+        (4, 0.03),
+        (0, 0.0),
+        (4, 0.03),
+        (0, 0.0),
+    ]:
+        ctl.observe(reward, 0.5, used)
+        reward += change
+    ctl.observe(reward, 0.5, 0)
+    assert ctl.verdict() == "unknown"
+    assert ctl.decide(8) == 0
+
+
+def test_adaptive_probes_with_need_scaled_j() -> None:
     ctl = AdaptiveController(AdaptiveSettings(window=4, min_evidence=2, harm_margin=0.01, probe_every=3))
-    ctl.observe(0.5, zero_advantage_share=0.0, external_used=4)
-    assert ctl.decide(8) == 4  # own groups all carry signal: half of J
-    ctl.observe(0.5, zero_advantage_share=1.0, external_used=4)
-    assert ctl.decide(8) == 8  # own groups useless: all of J
-    ctl.observe(0.5, zero_advantage_share=1.0, external_used=8)
-    assert ctl.decide(8) == 0  # third round: probe without external groups
+    ctl.observe(0.5, zero_advantage_share=0.0, external_used=0)
+    assert ctl.decide(8) == 0  # no verdict: refuse
+    ctl.observe(0.5, zero_advantage_share=1.0, external_used=0)
+    ctl.observe(0.5, zero_advantage_share=1.0, external_used=0)
+    assert ctl.decide(8) == 8  # third round: probe; own groups useless -> all of J
+    ctl.observe(0.5, zero_advantage_share=0.0, external_used=8)
+    ctl.observe(0.5, zero_advantage_share=0.0, external_used=0)
+    ctl.observe(0.5, zero_advantage_share=0.0, external_used=0)
+    assert ctl.decide(8) == 4  # sixth round: probe; own groups all carry signal -> half of J
     assert ctl.decide(0) == 0
 
 
 def test_adaptive_strategy_uses_the_controller() -> None:
     pool = _pool_with_mixed_groups()
-    sampler = Sampler("adaptive", random.Random(0), rescore_factor=10)
+    ctl = AdaptiveController(AdaptiveSettings(probe_every=2))
+    sampler = Sampler("adaptive", random.Random(0), rescore_factor=10, adaptive=ctl)
     sampler.adaptive.observe(0.5, zero_advantage_share=0.0, external_used=0)
-    chosen = sampler.sample(pool, 4, exact_match)
+    assert sampler.sample(pool, 4, exact_match) == [] and sampler.last_j == 0
+    sampler.adaptive.observe(0.5, zero_advantage_share=0.0, external_used=0)
+    chosen = sampler.sample(pool, 4, exact_match)  # a probe round
     assert sampler.last_j == 2 and len(chosen) == 2
     assert all(has_advantage(g.rewards) for g in chosen)
