@@ -7,6 +7,7 @@ and optional token rewards (aligned to the completion's tokens).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -55,3 +56,15 @@ def extract_answer(completion: str) -> str:
         if end >= 0:
             return completion[start + len("<answer>") : end].strip()
     return completion.strip()
+
+
+def trajectory_value(o: RewardOutput) -> float | None:
+    """The value a module gives a whole completion (metrics, sub-module input): its scalar, else the sum of its
+    step rewards, else the sum of its token rewards; None when it gave nothing (or NaN)."""
+    if o.scalar is not None and not math.isnan(o.scalar):
+        return float(o.scalar)
+    if o.step_rewards is not None:
+        return float(sum(o.step_rewards))
+    if o.token_rewards is not None:
+        return float(sum(o.token_rewards))
+    return None

@@ -24,7 +24,7 @@ from typing import Any
 
 from swarmrl.errors import RewardError
 from swarmrl.rewards.advantages import zero_variance
-from swarmrl.rewards.base import RewardModule, RewardOutput, Sample
+from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, trajectory_value
 from swarmrl.rewards.builtin import ExactMatch
 from swarmrl.rewards.combine import CombineConfig, combine_values
 from swarmrl.rewards.credit import CreditConfig, assign
@@ -81,16 +81,6 @@ class _Entry:
     name: str
     weight: float
     module: RewardModule
-
-
-def _value(o: RewardOutput) -> float | None:
-    if o.scalar is not None and not math.isnan(o.scalar):
-        return float(o.scalar)
-    if o.step_rewards is not None:
-        return float(sum(o.step_rewards))
-    if o.token_rewards is not None:
-        return float(sum(o.token_rewards))
-    return None
 
 
 def _finite(name: str, out: RewardOutput, warned: set[str]) -> RewardOutput:
@@ -200,9 +190,9 @@ class RewardPipeline:
         n = len(group)
         modules: dict[str, list[float | None]] = {}
         for entry, o in zip(self.entries, outs, strict=True):
-            modules[entry.name] = [_value(x) for x in o]
+            modules[entry.name] = [trajectory_value(x) for x in o]
         for module, o in zip(self.report, report, strict=True):
-            modules[module.name] = [_value(x) for x in o]
+            modules[module.name] = [trajectory_value(x) for x in o]
         names = [e.name for e in self.entries]
         weights = [e.weight for e in self.entries]
         rewards = []

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from swarmrl.errors import RewardError
-from swarmrl.rewards.base import RewardModule, RewardOutput, Sample
+from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, trajectory_value
 from swarmrl.rewards.scorer import PolicyScorer
 from swarmrl.rewards.segment import Segmenter
 
@@ -64,17 +63,6 @@ def scalars(
         v = trajectory_value(o)
         out.append(default if v is None else v)
     return out
-
-
-def trajectory_value(o: RewardOutput) -> float | None:
-    """The value a module gives a whole completion (for metrics and as a sub-module input)."""
-    if o.scalar is not None and not math.isnan(o.scalar):
-        return float(o.scalar)
-    if o.step_rewards is not None:
-        return float(sum(o.step_rewards))
-    if o.token_rewards is not None:
-        return float(sum(o.token_rewards))
-    return None
 
 
 def step_lists(module: RewardModule, group: Sequence[Sample]) -> list[list[float]]:
