@@ -217,6 +217,17 @@ class SwarmSection(Section):
     )
     mdns: bool = Field(False, description="Discover peers on the local network with mDNS (libp2p).")
     heartbeat_s: float = Field(1.0, gt=0, le=600, description="Gossipsub heartbeat interval (libp2p).")
+    direct_push: bool = Field(
+        True,
+        description="libp2p: push own envelopes over direct streams to peers learned by peer exchange "
+        "(gossipsub still relays to the rest).",
+    )
+    max_peers: int = Field(
+        24, ge=1, le=1000, description="libp2p: peer exchange dials learned members up to this many peers."
+    )
+    push_queue: int = Field(
+        256, ge=2, le=65536, description="libp2p: frames waiting per push stream before publishing waits."
+    )
     max_publish_per_second: float = Field(
         5.0, gt=0, le=100_000, description="Own envelopes sent per second at most (paces bursts)."
     )

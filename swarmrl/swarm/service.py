@@ -366,6 +366,9 @@ def build_transport(
         peer_cache_path=_under(data_dir, sw.peer_cache_file),
         mdns=sw.mdns,
         heartbeat_s=sw.heartbeat_s,
+        direct_push=sw.direct_push,
+        max_peers=sw.max_peers,
+        push_queue=sw.push_queue,
         max_message_bytes=min(sw.limits.max_envelope_bytes, libp2p_transport.MAX_MESSAGE_BYTES),
         events=events,
     )

@@ -171,6 +171,10 @@ def test_build_transport_variants(tmp_path: Path) -> None:
     from swarmrl.swarm.libp2p_transport import Libp2pTransport
 
     assert isinstance(build_transport(NodeConfig(), ident, tmp_path), Libp2pTransport)  # the default
+    tuned = NodeConfig.model_validate({"swarm": {"direct_push": False, "max_peers": 5, "push_queue": 64}})
+    lp = build_transport(tuned, ident, tmp_path)
+    assert isinstance(lp, Libp2pTransport)
+    assert (lp._config.direct_push, lp._config.max_peers, lp._config.push_queue) == (False, 5, 64)
     with pytest.raises(ConfigError, match="MemoryHub"):
         build_transport(config(), ident, tmp_path)
     from swarmrl.swarm.grpc_transport import GrpcTransport
