@@ -18,17 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.abc import IHost
-from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TSecurityOptions
 from libp2p.peer.id import ID
@@ -45,10 +42,17 @@ from swarmrl.swarm.libp2p_push import (
     SEEN_CAPACITY,
     SEEN_GOSSIP,
     SEEN_OWN,
-    PushCounters,
     PushMesh,
     envelope_digest,
     first_on_path,
+)
+from swarmrl.swarm.libp2p_settings import (
+    InjectedFault,
+    StackCallbacks,
+    StackConfig,
+    StackCounters,
+    StackDied,
+    probe_port,
 )
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.transport import PeerState
@@ -63,75 +67,6 @@ QUEUE_WAIT_S = 1.0
 OUTBOX_SIZE = 256
 #: The peers snapshot and peer cache are refreshed at least this often (and at once on a peer change).
 _SNAPSHOT_REFRESH_S = 2.0
-
-
-class StackDied(Exception):
-    """A libp2p service stopped running without raising (the supervisor restarts the stack)."""
-
-
-class InjectedFault(Exception):
-    """Raised on request inside an incarnation, so tests can exercise the supervisor."""
-
-
-@dataclass(frozen=True)
-class StackConfig:
-    """Everything one stack needs; plain values, validated by the transport's constructor."""
-
-    key_pair: KeyPair
-    topic: str
-    listen_host: str
-    listen_port: int
-    bootstrap: tuple[str, ...]
-    psk_hex: str | None
-    peer_cache_path: Path | None
-    mdns: bool
-    heartbeat_s: float
-    publish_rate: float
-    router_rate_limit: float
-    mesh_grace_s: float
-    connect_timeout_s: float
-    redial_s: float
-    degree: int = 6
-    degree_low: int = 4
-    degree_high: int = 12
-    #: Push own envelopes over direct streams and exchange peer lists (``libp2p_push``).
-    direct_push: bool = True
-    #: Connections this node opens to members it learns of by peer exchange stop at this many peers.
-    max_peers: int = 24
-    #: Frames waiting per push stream; a publish waits (bounded) for room, then drops (counted).
-    push_queue: int = 256
-    #: Largest envelope accepted on a push stream.
-    max_frame_bytes: int = 1024 * 1024
-
-
-@dataclass
-class StackCounters:
-    """Running totals, written by the trio thread, read (as ints, atomically) by anyone."""
-
-    published: int = 0
-    delivered: int = 0
-    malformed_dropped: int = 0
-    restarts: int = 0
-    dial_failures: int = 0
-    gossiped: int = 0
-    push: PushCounters = field(default_factory=PushCounters)
-    #: Snapshot (refreshed with the peers): members with a push stream, and whether that is all of them.
-    direct_peers: int = 0
-    push_covers_members: bool = False
-
-
-@dataclass
-class StackCallbacks:
-    """Thread-safe hooks the stack calls from the trio thread."""
-
-    deliver: Callable[[bytes, str], None]
-    ready: Callable[[BaseException | None], None]
-    sent: Callable[[int], None] = lambda _n: None
-    peers_changed: Callable[[int], None] = lambda _n: None
-    #: One hostile or broken frame/message was dropped at the input boundary.
-    malformed: Callable[[], None] = lambda: None
-    #: Admission test on a base58 peer id, called in the trio thread (must be thread-safe); None admits all.
-    admit: Callable[[str], bool] | None = None
 
 
 @dataclass
@@ -363,7 +298,7 @@ class Libp2pStack:
 
     async def _incarnation(self) -> None:
         if self._bound_port:
-            _probe_port(self.config.listen_host, self._bound_port)
+            probe_port(self.config.listen_host, self._bound_port)
         host, pubsub, gossipsub = self._build()
         push = self._build_push(host, pubsub)
         self._push_mesh = push
@@ -654,27 +589,3 @@ class Libp2pStack:
         self._cache.save()
         self._cache_dirty = False
         self._cache_saved_at = now
-
-
-def _probe_port(host: str, port: int) -> None:
-    """Fail if another process listens on ``host:port``.
-
-    py-libp2p binds with SO_REUSEPORT, so a second node configured with the same port would silently share
-    it (the kernel then splits incoming connections between them). A plain bind finds the conflict.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise OSError(exc.errno, f"{host}:{port} is already in use by another process") from exc
-
-
-def psk_to_hex(psk: bytes) -> str:
-    """py-libp2p wants the 32-byte private-network key as 64 hex characters."""
-    return psk.hex()
-
-
-def finite_positive(value: float) -> bool:
-    """True for a finite number > 0 (config checks)."""
-    return math.isfinite(value) and value > 0

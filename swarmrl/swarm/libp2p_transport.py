@@ -66,14 +66,8 @@ from libp2p.peer.id import ID
 
 from swarmrl.errors import ConfigError, TransportError
 from swarmrl.swarm.events import SwarmEvents
-from swarmrl.swarm.libp2p_stack import (
-    OUTBOX_SIZE,
-    Libp2pStack,
-    StackCallbacks,
-    StackConfig,
-    finite_positive,
-    psk_to_hex,
-)
+from swarmrl.swarm.libp2p_settings import StackCallbacks, StackConfig, finite_positive, psk_to_hex
+from swarmrl.swarm.libp2p_stack import OUTBOX_SIZE, Libp2pStack
 from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Transport
 
 logger = logging.getLogger(__name__)
