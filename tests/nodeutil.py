@@ -63,6 +63,13 @@ def node_env() -> dict[str, str]:
     return env
 
 
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run ``swarm-node ARGS`` to completion in a subprocess (clean SWARMRL_* environment), capturing text."""
+    return subprocess.run(
+        [*SWARM_NODE, *args], capture_output=True, text=True, env=node_env(), cwd=REPO, timeout=timeout
+    )
+
+
 def start_node(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     fh = open(log_path, "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import urllib.request
 from pathlib import Path
 
 from swarmrl.node.journal import read_journal, scan
 from swarmrl.trainer.checkpoint import list_checkpoints, load_latest
 from tests.nodeutil import (
-    REPO,
-    SWARM_NODE,
     metric_value,
     metrics_url,
-    node_env,
+    run_cli,
     scrape,
     start_node,
     wait_for,
     write_config,
 )
-
-
-def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SWARM_NODE, *args], capture_output=True, text=True, env=node_env(), cwd=REPO, timeout=timeout
-    )
 
 
 def _rounds(data: Path) -> list[int]:
@@ -35,7 +26,7 @@ def _rounds(data: Path) -> list[int]:
 def test_run_then_resume_continues_without_repeating(tmp_path: Path) -> None:
     data = tmp_path / "data"
     cfg = write_config(tmp_path / "node.yaml", data, {"node": {"metrics_port": -1}})
-    first = _run(["run", "--config", str(cfg), "--rounds", "3"])
+    first = run_cli("run", "--config", str(cfg), "--rounds", "3", timeout=300)
     assert first.returncode == 0, first.stderr
     assert "round 3/3" in first.stderr
     assert _rounds(data) == [1, 2, 3]
@@ -44,7 +35,7 @@ def test_run_then_resume_continues_without_repeating(tmp_path: Path) -> None:
     version = ck.policy_version
     assert read_journal(data / "journal.log")[-1]["policy_version"] == version
 
-    second = _run(["run", "--config", str(cfg), "--rounds", "5"])
+    second = run_cli("run", "--config", str(cfg), "--rounds", "5", timeout=300)
     assert second.returncode == 0, second.stderr
     assert f"resumed from ckpt-00000003: round 3, policy version {version}" in second.stderr
     assert "round 4/5" in second.stderr and "round 1/5" not in second.stderr
@@ -97,7 +88,7 @@ def test_metrics_then_kill9_then_resume(tmp_path: Path) -> None:
     assert before[: ck.round] == list(range(1, ck.round + 1))
 
     target = ck.round + 2
-    res = _run(["run", "--config", str(cfg), "--rounds", str(target), "--metrics-port", "-1"])
+    res = run_cli("run", "--config", str(cfg), "--rounds", str(target), "--metrics-port", "-1", timeout=300)
     assert res.returncode == 0, res.stderr
     assert f"resumed from {ck.path.name}: round {ck.round}, policy version {ck.policy_version}" in res.stderr
     scanned = scan(data / "journal.log")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import struct
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,10 @@ import pytest
 from swarmrl.errors import ConfigError, JournalError
 from swarmrl.node.journal import Journal
 from swarmrl.node.report import load_rounds, moving_average, to_series, write_report
-from tests.nodeutil import REPO, SWARM_NODE, node_env, write_config
+from tests.nodeutil import run_cli, write_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROUNDS = 5
-
-
-def swarm_node(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*SWARM_NODE, *args], capture_output=True, text=True, env=node_env(), cwd=REPO, timeout=timeout
-    )
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -46,14 +39,14 @@ def node_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = write_config(
         work / "node.yaml", work / "data", {"node": {"rounds": ROUNDS, "eval_every": 2, "metrics_port": -1}}
     )
-    done = swarm_node("run", "--config", str(config))
+    done = run_cli("run", "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
     return work / "data"
 
 
 def test_report_of_a_real_run_is_a_png(node_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.png"
-    done = swarm_node("report", "--data-dir", str(node_data), "--out", str(out), "--window", "2")
+    done = run_cli("report", "--data-dir", str(node_data), "--out", str(out), "--window", "2")
     assert done.returncode == 0, done.stderr
     assert f"rounds 1-{ROUNDS}" in done.stdout and "window 2" in done.stdout, done.stdout
     assert "last eval" in done.stdout  # eval_every 2: the held-out points are in the journal
@@ -75,7 +68,7 @@ def test_report_numbers_match_the_journal(node_data: Path, tmp_path: Path) -> No
 
 
 def test_missing_journal_is_a_usage_error(tmp_path: Path) -> None:
-    done = swarm_node("report", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r.png"))
+    done = run_cli("report", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r.png"))
     assert done.returncode == 2
     assert "no journal" in done.stderr and "--data-dir" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
@@ -84,7 +77,7 @@ def test_missing_journal_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_journal_without_rounds_is_a_runtime_error(tmp_path: Path) -> None:
     (tmp_path / "journal.log").write_bytes(b"")
-    done = swarm_node("report", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r.png"))
+    done = run_cli("report", "--data-dir", str(tmp_path), "--out", str(tmp_path / "r.png"))
     assert done.returncode == 1
     assert "holds no complete round" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr

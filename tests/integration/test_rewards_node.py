@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,11 +17,10 @@ from swarmrl.node.node import Node
 from tests.nodeutil import (
     FAST,
     REPO,
-    SWARM_NODE,
     deep_merge,
     metric_value,
     metrics_url,
-    node_env,
+    run_cli,
     scrape,
     start_node,
     wait_for,
@@ -120,27 +118,15 @@ def test_multistep_process_rewards_end_to_end_with_metrics_and_compare(tmp_path:
 
     rewards_only = tmp_path / "b.yaml"
     rewards_only.write_text("rewards:\n  modules:\n    - {name: step_match, params: {scalar: mean}}\n")
-    out = subprocess.run(
-        [*SWARM_NODE, "rewards", "compare", str(cfg), str(rewards_only), "--journal", str(data), "--json"],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=120,
+    out = run_cli(
+        "rewards", "compare", str(cfg), str(rewards_only), "--journal", str(data), "--json", timeout=120
     )
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
     assert figures["groups"] == sum(len(r["groups"]) for r in rollouts)
     assert figures["unknown_tasks"] == 0  # multistep tasks regenerated from their refs (gold steps)
     assert figures["starc_mean"] is not None and 0.0 <= figures["starc_mean"] <= 2.0
-    table = subprocess.run(
-        [*SWARM_NODE, "rewards", "compare", str(cfg), str(cfg), "--journal", str(data)],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=120,
-    )
+    table = run_cli("rewards", "compare", str(cfg), str(cfg), "--journal", str(data), timeout=120)
     assert table.returncode == 0, table.stderr
     assert "STARC distance mean" in table.stdout
     assert "0.0000" in table.stdout.split("STARC distance mean")[1].splitlines()[0]
@@ -148,26 +134,14 @@ def test_multistep_process_rewards_end_to_end_with_metrics_and_compare(tmp_path:
 
 def test_compare_rejects_a_missing_journal(tmp_path: Path) -> None:
     cfg = REPO / "deploy" / "configs" / "rewards" / "accuracy.yaml"
-    out = subprocess.run(
-        [*SWARM_NODE, "rewards", "compare", str(cfg), str(cfg), "--journal", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=60,
-    )
+    out = run_cli("rewards", "compare", str(cfg), str(cfg), "--journal", str(tmp_path), timeout=60)
     assert out.returncode == 2
     assert "rollouts.log" in out.stderr
 
 
 @pytest.mark.parametrize("name", ["accuracy", "gra", "pure", "lsc"])
 def test_shipped_reward_configs_validate(name: str) -> None:
-    out = subprocess.run(
-        [*SWARM_NODE, "config", "check", str(REPO / "deploy" / "configs" / "rewards" / f"{name}.yaml")],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=60,
+    out = run_cli(
+        "config", "check", str(REPO / "deploy" / "configs" / "rewards" / f"{name}.yaml"), timeout=60
     )
     assert out.returncode == 0, out.stderr

@@ -24,21 +24,9 @@ from tests.integration.swarm_procs import (
     libp2p_addr,
     pid_gone,
 )
-from tests.nodeutil import FAST, REPO, deep_merge, metric_value, node_env, wait_for
+from tests.nodeutil import FAST, REPO, deep_merge, metric_value, node_env, run_cli, wait_for
 
 LINE = re.compile(r"^node (\d+) metrics (http://127\.0\.0\.1:\d+/metrics)$")
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", *args],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.mark.slow
@@ -93,10 +81,10 @@ def test_local_swarm_every_node_trains_on_both_others(tmp_path: Path, transport:
             print(f"{transport} {p.name}: {count:.0f} deliveries, mean delivery {mean * 1000:.1f} ms")
             assert p.bad_log_lines() == [], p.bad_log_lines()
 
-        status = _cli("status", "--data-dir", str(data / "node-1"))
+        status = run_cli("status", "--data-dir", str(data / "node-1"), timeout=60)
         assert status.returncode == 0, status.stderr
         assert procs[1].peer_id in status.stdout and transport in status.stdout
-        peers = _cli("peers", "--control", procs[0].info.control if procs[0].info else "")
+        peers = run_cli("peers", "--control", procs[0].info.control if procs[0].info else "", timeout=60)
         assert peers.returncode == 0, peers.stderr
         assert "known peers" in peers.stdout and "accepted" in peers.stdout
 
@@ -179,8 +167,8 @@ def _journal(proc: Proc) -> list[dict[str, object]]:
 
 
 def test_status_without_a_running_node_says_how_to_start_one(tmp_path: Path) -> None:
-    result = _cli("status", "--data-dir", str(tmp_path))
+    result = run_cli("status", "--data-dir", str(tmp_path), timeout=60)
     assert result.returncode == 1
     assert "swarm-node run --data-dir" in result.stderr
-    bad = _cli("peers", "--control", "nonsense")
+    bad = run_cli("peers", "--control", "nonsense", timeout=60)
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr

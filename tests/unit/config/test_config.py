@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,20 +10,13 @@ import yaml
 
 from swarmrl.config import NodeConfig, dump_commented_yaml, load_config
 from swarmrl.errors import ConfigError
-from tests.nodeutil import REPO, node_env
+from tests.nodeutil import run_cli
 
 
 def _check(tmp_path: Path, data: object) -> subprocess.CompletedProcess[str]:
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(data))
-    return subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", "config", "check", str(f)],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=120,
-    )
+    return run_cli("config", "check", str(f), timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -93,26 +85,12 @@ def test_commented_yaml_round_trips() -> None:
 
 def test_init_writes_valid_commented_config_and_key(tmp_path: Path) -> None:
     data = tmp_path / "d"
-    res = subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", "init", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=120,
-    )
+    res = run_cli("init", "--data-dir", str(data), timeout=120)
     assert res.returncode == 0, res.stderr
     cfg_file = data / "node.yaml"
     assert cfg_file.read_text().count("\n# ") + cfg_file.read_text().count("  # ") > 20
     assert load_config(cfg_file, env={}).node.data_dir == data
     key = data / "identity.key"
     assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
-    again = subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", "init", "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        env=node_env(),
-        cwd=REPO,
-        timeout=120,
-    )
+    again = run_cli("init", "--data-dir", str(data), timeout=120)
     assert again.returncode == 2 and "--force" in again.stderr
