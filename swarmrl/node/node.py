@@ -57,7 +57,6 @@ class RoundResult:
     round: int
     record: dict[str, Any] = field(default_factory=dict)
     local: list[RolloutGroup] = field(default_factory=list)
-    local_scored: list[ScoredGroup] = field(default_factory=list)
 
 
 class Node:
@@ -255,7 +254,8 @@ class Node:
     def rescore_external(self, groups: list[RolloutGroup]) -> list[list[float]]:
         """Local rewards for peers' groups (retokenized first); never the sender's claims.
 
-        Results are cached for the round so that groups picked for training are not scored twice.
+        Results are cached for the round (the cache holds the groups, so their ids stay unique) so that
+        groups picked for training are not scored twice.
         """
         tasks: list[Task | None] = []
         for g in groups:
@@ -328,24 +328,21 @@ class Node:
         samples = [x for x, k in zip(own_samples, keep, strict=True) if k]
         scored = [x for x, k in zip(own_scored, keep, strict=True) if k]
         for g in external:
-            cached = self._ext_cache.get(id(g))
-            if cached is None or cached[0] is not g:
-                retokenize(self.policy, g)
-                smp, sc = self.score([g], [self._find_task(g)])
-                cached = (g, smp[0], sc[0])
+            if id(g) not in self._ext_cache:  # the sampler did not re-score it (e.g. strategy "uniform")
+                self.rescore_external([g])
+            _, smp, sc = self._ext_cache[id(g)]
             groups.append(g)
-            samples.append(cached[1])
-            scored.append(cached[2])
+            samples.append(smp)
+            scored.append(sc)
         self._ext_cache.clear()
         stats = await asyncio.to_thread(self.train, groups, samples, scored)
-        local_scored = own_scored
         eval_acc = None
         if cfg.node.eval_every and round_ % cfg.node.eval_every == 0:
             eval_acc = await asyncio.to_thread(self.evaluate)
-        rewards = [r for s in local_scored for r in s.totals]
-        accuracy = [a for s in local_scored for a in s.accuracy]
+        rewards = [r for s in own_scored for r in s.totals]
+        accuracy = [a for s in own_scored for a in s.accuracy]
         module_means = {
-            name: _mean([float(v) for s in local_scored for v in s.modules.get(name, []) if v is not None])
+            name: _mean([float(v) for s in own_scored for v in s.modules.get(name, []) if v is not None])
             for name in self.pipeline.module_names
         }
         ext_rewards = [r for s in scored[len(scored) - len(external) :] for r in s.totals] if external else []
@@ -376,7 +373,7 @@ class Node:
             "round_seconds": time.perf_counter() - t_round,
             "eval_accuracy": eval_acc,
         }
-        return RoundResult(round_, record, local, local_scored)
+        return RoundResult(round_, record, local)
 
     def _local_budget(self) -> int:
         s = self.cfg.sampling
