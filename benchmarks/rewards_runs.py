@@ -59,6 +59,8 @@ def run_config(config: Path, data_dir: Path, rounds: int, threads: int, timeout:
         f"node.threads={threads}",
         "--set",
         "node.progress=plain",
+        "--set",  # the recorded figures (README) are synchronous runs
+        "trainer.max_staleness=0",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMRL_")}
     env["PYTHONUNBUFFERED"] = "1"

@@ -77,9 +77,12 @@ def run(
 
     check_semantics(cfg)
     setup_logging(cfg.node.log_format, cfg.node.log_level, cfg.node.name)
+    from swarmrl.trainer.genlaunch import launch_for
+
+    worker = launch_for(cfg)  # a generation child imports torch while this process does
     from swarmrl.node.node import Node
 
-    code = asyncio.run(Node(cfg).run())
+    code = asyncio.run(Node(cfg, gen_worker=worker).run())
     raise typer.Exit(code)
 
 

@@ -27,6 +27,9 @@ FAST: dict[str, Any] = {
     "sampling": {"local_groups": 2, "external_groups": 0},
     "tasks": {"eval_questions": 8},
     "swarm": {"transport": "none"},
+    # Synchronous rounds (one process per node, exact round counts after a kill); the overlapped default
+    # (a generation child process) has its own tests: test_overlap.py.
+    "trainer": {"max_staleness": 0},
 }
 
 

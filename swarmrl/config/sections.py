@@ -155,6 +155,12 @@ class GenerationSection(Section):
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
     max_new_tokens: int = Field(8, ge=1, le=65536, description="Maximum generated tokens per completion.")
+    worker: Literal["process", "thread"] = Field(
+        "process",
+        description="Where overlapped generation (trainer.max_staleness > 0, backend hf) runs: 'process' = a "
+        "child process with the weights in shared memory (no GIL contention with training), 'thread' = a "
+        "thread of the node process with its own copy of the weights. LoRA models always use the thread.",
+    )
 
 
 class TrainerSection(Section):
@@ -185,11 +191,11 @@ class TrainerSection(Section):
         description="Cap of the importance weight pi_entry/pi_behaviour on stale samples (0 = no correction).",
     )
     max_staleness: int = Field(
-        0,
+        1,
         ge=0,
         le=1,
-        description="Rounds generation may run ahead of training: 0 = synchronous, 1 = generate round r+1 while "
-        "round r trains (samples one round of updates stale).",
+        description="Rounds generation may run ahead of training: 1 = generate round r+1 while round r trains "
+        "(samples one round of updates stale; checkpoints are written in the background), 0 = synchronous.",
     )
 
 

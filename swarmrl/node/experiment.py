@@ -188,7 +188,8 @@ def node_config(
         },
         "tasks": {"sources": [{"dataset": f} for f in FAMILIES], "eval_questions": s.eval_questions},
         "generation": {"num_completions": regime.completions, "max_new_tokens": s.max_new_tokens},
-        "trainer": {"lr": s.lr},
+        # Synchronous, as in the paper: a round's external groups meet a policy that saw the previous round.
+        "trainer": {"lr": s.lr, "max_staleness": 0},
         "sampling": {
             "local_groups": arm.local,
             "external_groups": arm.external,

@@ -37,7 +37,9 @@ from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
 from swarmrl.tasks import Task, TaskSampler, build_source
 from swarmrl.trainer.checkpoint import load_latest, restore_rng, rng_state, save_checkpoint
-from swarmrl.trainer.generation import SamplingParams, build_generator
+from swarmrl.trainer.generation import Generator, SamplingParams, build_generator
+from swarmrl.trainer.genlaunch import GenerationWorker, launch_for
+from swarmrl.trainer.genprocess import ProcessGenerator
 from swarmrl.trainer.learner import Learner, StepStats
 from swarmrl.trainer.policy import load_policy
 from swarmrl.trainer.prompts import prompt_ids
@@ -62,9 +64,10 @@ class RoundResult:
 class Node:
     """One node. ``hub`` connects in-process nodes when ``swarm.transport`` is ``memory`` (simulations)."""
 
-    def __init__(self, cfg: NodeConfig, hub: Any = None) -> None:
+    def __init__(self, cfg: NodeConfig, hub: Any = None, gen_worker: GenerationWorker | None = None) -> None:
         self.cfg = cfg
         self.hub = hub
+        self._gen_worker = gen_worker
         self.data_dir = Path(cfg.node.data_dir).expanduser()
         self.metrics = NodeMetrics()
         self.round = 0
@@ -95,10 +98,12 @@ class Node:
             pass
         threads = cfg.node.threads or os.cpu_count() or 1
         torch.set_num_threads(threads)
-        # With overlapped generation, generation and training run at the same time in two worker threads:
-        # each gets half of the cores (OpenMP thread counts are per calling thread) instead of both spinning
-        # on all of them.
-        self._work_threads = max(1, threads // 2) if cfg.trainer.max_staleness > 0 else threads
+        # With overlapped generation, generation and training run at the same time (in a child process or
+        # a second thread): each gets half of the cores (OpenMP thread counts are per calling thread)
+        # instead of both spinning on all of them.
+        overlap = cfg.trainer.max_staleness > 0
+        gen_threads = max(1, threads // 2)
+        self._work_threads = max(1, threads - gen_threads) if overlap else threads
         seed = cfg.node.seed
         random.seed(seed)
         np.random.seed(seed % 2**32)
@@ -114,10 +119,20 @@ class Node:
         )
         self.learner = Learner(self.policy, cfg.trainer)
         self.gen_policy = self.policy
-        if cfg.trainer.max_staleness > 0 and cfg.generation.backend == "hf":
-            # Generation of the next round overlaps training: it needs its own copy of the weights.
-            self.gen_policy = replace(self.policy, model=copy.deepcopy(self.policy.model).eval())
-        self.generator = build_generator(cfg.generation.backend, self.gen_policy)
+        self.generator: Generator
+        worker, self._gen_worker = self._gen_worker, None
+        if worker is None:
+            worker = launch_for(cfg)  # None unless generation runs in a child process
+        if worker is not None:
+            # Generation of the next round overlaps training in a child process (weights in shared memory).
+            self.generator = ProcessGenerator(
+                self.policy, gen_threads, lambda: self.learner.version, cfg.model.trust_remote_code, worker
+            )
+        else:
+            if overlap and cfg.generation.backend == "hf":
+                # Generation of the next round overlaps training in a thread: it needs its own weights.
+                self.gen_policy = replace(self.policy, model=copy.deepcopy(self.policy.model).eval())
+            self.generator = build_generator(cfg.generation.backend, self.gen_policy)
         self._gen_version = self.learner.version
         self.pipeline = build_reward_pipeline(cfg)
         # Model-based reward modules score with this node's policy (bound only when one needs it).
@@ -135,6 +150,7 @@ class Node:
         self.journal = Journal(self.data_dir / "journal.log")
         self.rollout_log = Journal(self.data_dir / "rollouts.log") if cfg.node.record_rollouts else None
         self._resume()
+        self.generator.sync_weights()  # resumed weights reach a backend with its own copy (process, vLLM)
         self.progress = Progress(cfg.node.progress, cfg.node.rounds, cfg.node.name)
 
     def _resume(self) -> None:
@@ -165,7 +181,9 @@ class Node:
 
     def _snapshot(self) -> dict[str, Any]:
         """Everything a checkpoint holds, copied now (cheap next to the write) so the write can run later."""
-        background = self.cfg.trainer.max_staleness > 0
+        # A background write needs copies (training goes on meanwhile); the generation process copies into
+        # its shared buffers itself.
+        background = self.cfg.trainer.max_staleness > 0 and not isinstance(self.generator, ProcessGenerator)
         model_state = self.policy.model.state_dict()
         optimizer_state = self.learner.optimizer.state_dict()
         if background:
@@ -201,10 +219,27 @@ class Node:
         (one write in flight at a time; the journal is rewound to the newest durable checkpoint on resume)."""
         await self._await_checkpoint()
         snap = self._snapshot()
-        if self.cfg.trainer.max_staleness > 0:
+        if isinstance(self.generator, ProcessGenerator):
+            self.generator.submit_checkpoint(
+                self.data_dir / "checkpoints",
+                snap["round"],
+                snap["version"],
+                snap["model"],
+                snap["optimizer"],
+                snap["extra"],
+                self.cfg.node.keep_checkpoints,
+            )
+            self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._collect_checkpoint))
+        elif self.cfg.trainer.max_staleness > 0:
             self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._write_checkpoint, snap))
         else:
             await asyncio.to_thread(self._write_checkpoint, snap)
+
+    def _collect_checkpoint(self) -> None:
+        if isinstance(self.generator, ProcessGenerator):
+            path = self.generator.wait_checkpoint()
+            self.metrics.checkpoint_timestamp.set(time.time())
+            log.debug("checkpoint %s", path.name)
 
     async def _await_checkpoint(self) -> None:
         if self._ckpt_task is not None:
@@ -234,6 +269,8 @@ class Node:
             [prompt_ids(self.policy.tokenizer, t.question) for t in tasks], self._sampling()
         )
         seconds = time.perf_counter() - t0
+        if isinstance(self.generator, ProcessGenerator) and self.generator.last_version is not None:
+            version = self.generator.last_version  # the weights the child actually sampled from
         info = PolicyInfo(self.policy.name, version, self.cfg.node.name)
         groups = [
             RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_)
@@ -351,6 +388,7 @@ class Node:
             "round": round_,
             "time": time.time(),
             "policy_version": self.learner.version,
+            "generated_version": local[0].policy.version if local else None,
             "reward_mean": _mean(rewards),
             "reward_std": float(np.std(rewards)) if rewards else 0.0,
             "accuracy": _mean(accuracy),
@@ -527,6 +565,12 @@ class Node:
             await self._await_checkpoint()
         self._healthy = False
         self.metrics.up.set(0)
+        generator = getattr(self, "generator", None)
+        if isinstance(generator, ProcessGenerator):
+            generator.close()
+        if self._gen_worker is not None:  # started by the CLI, never used (set-up failed)
+            self._gen_worker.stop(timeout=0)
+            self._gen_worker = None
         if self.control is not None:
             await self.control.close()
             self.control = None

@@ -247,10 +247,14 @@ class Learner:
         n_updates = min(cfg.updates_per_round, len(seqs))
         per_update = math.ceil(len(seqs) / n_updates)
         minibatches = [seqs[i : i + per_update] for i in range(0, len(seqs), per_update)]
-        # Behaviour log-probs for sequences without them: the policy at the time they enter the batch.
+        # Behaviour log-probs for sequences without them: the policy at the time they enter the batch. The
+        # first minibatch's forward runs under exactly those weights (its detached log-probs are the
+        # reference, as the loss does with NaN ``old``), so only the later minibatches need a frozen pass.
         frozen_old: dict[int, list[float]] = {}
         if len(minibatches) > 1:
-            frozen_old = self._current_logprobs([s for s in seqs if s.old_logprobs is None])
+            frozen_old = self._current_logprobs(
+                [s for mb in minibatches[1:] for s in mb if s.old_logprobs is None]
+            )
         clip_counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
         losses, kls, norms = [], [], []
         for mb in minibatches:

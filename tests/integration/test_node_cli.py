@@ -6,6 +6,9 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import psutil
+import pytest
+
 from swarmrl.node.journal import read_journal, scan
 from swarmrl.trainer.checkpoint import list_checkpoints, load_latest
 from tests.nodeutil import (
@@ -45,11 +48,16 @@ def test_run_then_resume_continues_without_repeating(tmp_path: Path) -> None:
     assert versions == sorted(versions) and versions[3] >= version
 
 
-def test_metrics_then_kill9_then_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize("staleness", [0, 1], ids=["synchronous", "overlapped"])
+def test_metrics_then_kill9_then_resume(tmp_path: Path, staleness: int) -> None:
+    """Also with the overlapped default: its generation child (and checkpoint writer) goes with the node."""
     data = tmp_path / "data"
-    cfg = write_config(tmp_path / "node.yaml", data, {"node": {"rounds": 0}})
+    cfg = write_config(
+        tmp_path / "node.yaml", data, {"node": {"rounds": 0}, "trainer": {"max_staleness": staleness}}
+    )
     log = tmp_path / "node.log"
     proc = start_node(["run", "--config", str(cfg)], log)
+    children: list[psutil.Process] = []
     try:
         url = metrics_url(log)
 
@@ -75,8 +83,15 @@ def test_metrics_then_kill9_then_resume(tmp_path: Path) -> None:
             assert resp.status == 200
 
         wait_for(lambda: len(list_checkpoints(data / "checkpoints")) >= 2, 120, "two checkpoints")
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert bool(children) == bool(staleness), children  # the generation process, only when overlapped
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
+        wait_for(
+            lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+            30,
+            "the generation process to exit with its node",
+        )
     finally:
         if proc.poll() is None:
             proc.kill()

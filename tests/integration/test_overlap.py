@@ -5,26 +5,31 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from swarmrl.config import NodeConfig
 from swarmrl.node.node import Node
 from swarmrl.trainer.checkpoint import load_latest
+from swarmrl.trainer.genprocess import ProcessGenerator
 from tests.nodeutil import FAST, deep_merge
 
 
-def _node(tmp: Path, staleness: int, rounds: int) -> Node:
+def _node(tmp: Path, staleness: int, rounds: int, worker: str = "process") -> Node:
     cfg = deep_merge(
         FAST,
         {
             "node": {"data_dir": str(tmp), "rounds": rounds, "metrics_port": -1},
             "model": {"tiny": {"hidden_size": 64, "warmstart_steps": 40}},
             "trainer": {"max_staleness": staleness},
+            "generation": {"worker": worker},
         },
     )
     return Node(NodeConfig.model_validate(cfg))
 
 
-def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path: Path) -> None:
-    node = _node(tmp_path / "a", 1, 5)
+@pytest.mark.parametrize("worker", ["process", "thread"])
+def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path: Path, worker: str) -> None:
+    node = _node(tmp_path / "a", 1, 5, worker)
     assert asyncio.run(node.run()) == 0
     records = node.journal.records
     assert [r["round"] for r in records] == [1, 2, 3, 4, 5]
@@ -35,8 +40,15 @@ def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path
     for r in stale_rounds:
         assert "local" not in r["ratio_mean_by_origin"]
         assert 0.5 < r["ratio_mean_by_origin"]["stale"] < 2.0
-    # the generation copy follows the learner: it never lags more than one round of updates
-    assert node.gen_policy is not node.policy
+    # the generation weights follow the learner: groups are at most one round of updates behind
+    versions = [r["policy_version"] for r in records]
+    for prev, r in zip([0, *versions], records, strict=False):
+        assert prev - 2 <= r["generated_version"] <= prev  # 2 = updates_per_round: one round behind
+    assert any(r["generated_version"] < prev for prev, r in zip([0, *versions], records, strict=False))
+    if worker == "thread":
+        assert node.gen_policy is not node.policy  # its own copy of the weights
+    else:
+        assert isinstance(node.generator, ProcessGenerator) and node.generator.pid is None  # closed
     ck = load_latest(tmp_path / "a" / "checkpoints")
     assert ck is not None and ck.round == 5 and ck.policy_version == records[-1]["policy_version"]
 

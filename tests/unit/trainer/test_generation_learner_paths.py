@@ -4,6 +4,7 @@ chunked log-softmax (performance changes must not change the math)."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import pytest
@@ -111,3 +112,36 @@ def test_chunked_selective_log_softmax_equals_per_row() -> None:
     ref = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     for chunk in (1, 77, 200, 1 << 24):
         assert torch.allclose(selective_log_softmax(logits, targets, chunk_elements=chunk), ref, atol=1e-6)
+
+
+def test_entry_reference_of_the_first_minibatch_needs_no_extra_pass() -> None:
+    """Sequences without behaviour log-probs use the policy at batch entry. Giving them those log-probs
+    explicitly (computed before any update) must give the same updates, with a real learning rate: the
+    first minibatch reads them from its own forward, later ones from one frozen pass."""
+    seqs = _sequences(seed=5)
+    cfg = TrainerSection(lr=1e-2, updates_per_round=3, micro_batch=4)
+    implicit_policy = _policy()
+    implicit = Learner(implicit_policy, cfg)
+    explicit_policy = _policy()
+    explicit = Learner(explicit_policy, cfg)
+    entry = explicit._current_logprobs([s for s in seqs if s.old_logprobs is None])
+    with_old = [
+        s
+        if s.old_logprobs is not None
+        else TrainSequence(s.prompt_ids, s.completion_ids, s.advantages, entry[id(s)], s.origin)
+        for s in seqs
+    ]
+    calls: list[int] = []
+    real = implicit._current_logprobs
+    implicit._current_logprobs = lambda xs: calls.append(len(xs)) or real(xs)  # type: ignore[method-assign]
+    a = implicit.step(copy.deepcopy(seqs))
+    b = explicit.step(with_old)
+    first = math.ceil(len(seqs) / 3)
+    assert calls == [sum(1 for s in seqs[first:] if s.old_logprobs is None)]
+    assert a.loss == pytest.approx(b.loss, rel=1e-4, abs=1e-6)
+    for x, y in zip(implicit_policy.model.parameters(), explicit_policy.model.parameters(), strict=True):
+        assert torch.allclose(x, y, atol=1e-5)
+    assert any(
+        not torch.allclose(x, y)
+        for x, y in zip(implicit_policy.model.parameters(), _policy().model.parameters(), strict=True)
+    )
