@@ -155,11 +155,12 @@ class GenerationSection(Section):
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling threshold.")
     max_new_tokens: int = Field(8, ge=1, le=65536, description="Maximum generated tokens per completion.")
-    worker: Literal["process", "thread"] = Field(
-        "process",
+    worker: Literal["auto", "process", "thread"] = Field(
+        "auto",
         description="Where overlapped generation (trainer.max_staleness > 0, backend hf) runs: 'process' = a "
-        "child process with the weights in shared memory (no GIL contention with training), 'thread' = a "
-        "thread of the node process with its own copy of the weights. LoRA models always use the thread.",
+        "child process with the weights in shared memory (no GIL contention with training; it also writes the "
+        "checkpoints), 'thread' = a thread of the node process with its own copy of the weights, 'auto' = "
+        "process on CPU, thread on GPU. LoRA models always use the thread.",
     )
 
 

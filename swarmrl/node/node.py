@@ -38,7 +38,7 @@ from swarmrl.rewards.pipeline import ScoredGroup
 from swarmrl.tasks import Task, TaskSampler, build_source
 from swarmrl.trainer.checkpoint import load_latest, restore_rng, rng_state, save_checkpoint
 from swarmrl.trainer.generation import Generator, SamplingParams, build_generator
-from swarmrl.trainer.genlaunch import GenerationWorker, launch_for
+from swarmrl.trainer.genlaunch import GenerationWorker, launch, wants_process
 from swarmrl.trainer.genprocess import ProcessGenerator
 from swarmrl.trainer.learner import Learner, StepStats
 from swarmrl.trainer.policy import load_policy
@@ -121,8 +121,12 @@ class Node:
         self.gen_policy = self.policy
         self.generator: Generator
         worker, self._gen_worker = self._gen_worker, None
-        if worker is None:
-            worker = launch_for(cfg)  # None unless generation runs in a child process
+        if not wants_process(cfg, self.policy.device.type):
+            if worker is not None:  # the CLI guessed the device wrong
+                worker.stop(timeout=0)
+            worker = None
+        elif worker is None:
+            worker = launch()
         if worker is not None:
             # Generation of the next round overlaps training in a child process (weights in shared memory).
             self.generator = ProcessGenerator(
@@ -197,18 +201,18 @@ class Node:
             "extra": {"task_rng": self.task_rng.getstate(), "rng": rng_state()},
         }
 
-    def _write_checkpoint(self, snap: dict[str, Any]) -> None:
-        path = save_checkpoint(
-            self.data_dir / "checkpoints",
-            snap["round"],
-            snap["version"],
-            snap["model"],
-            snap["optimizer"],
-            snap["extra"],
-            keep=self.cfg.node.keep_checkpoints,
-        )
+    def _checkpoint_args(self, snap: dict[str, Any]) -> tuple[Any, ...]:
+        """``save_checkpoint``'s arguments for a snapshot."""
+        root = self.data_dir / "checkpoints"
+        keep = self.cfg.node.keep_checkpoints
+        return root, snap["round"], snap["version"], snap["model"], snap["optimizer"], snap["extra"], keep
+
+    def _checkpoint_done(self, path: Path) -> None:
         self.metrics.checkpoint_timestamp.set(time.time())
         log.debug("checkpoint %s", path.name)
+
+    def _write_checkpoint(self, snap: dict[str, Any]) -> None:
+        self._checkpoint_done(save_checkpoint(*self._checkpoint_args(snap)))
 
     def checkpoint(self) -> None:
         """Write a checkpoint of the current round now."""
@@ -220,15 +224,7 @@ class Node:
         await self._await_checkpoint()
         snap = self._snapshot()
         if isinstance(self.generator, ProcessGenerator):
-            self.generator.submit_checkpoint(
-                self.data_dir / "checkpoints",
-                snap["round"],
-                snap["version"],
-                snap["model"],
-                snap["optimizer"],
-                snap["extra"],
-                self.cfg.node.keep_checkpoints,
-            )
+            self.generator.submit_checkpoint(*self._checkpoint_args(snap))
             self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._collect_checkpoint))
         elif self.cfg.trainer.max_staleness > 0:
             self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._write_checkpoint, snap))
@@ -237,9 +233,7 @@ class Node:
 
     def _collect_checkpoint(self) -> None:
         if isinstance(self.generator, ProcessGenerator):
-            path = self.generator.wait_checkpoint()
-            self.metrics.checkpoint_timestamp.set(time.time())
-            log.debug("checkpoint %s", path.name)
+            self._checkpoint_done(self.generator.wait_checkpoint())
 
     async def _await_checkpoint(self) -> None:
         if self._ckpt_task is not None:

@@ -119,16 +119,26 @@ def launch(version: Any = None) -> GenerationWorker:
     return GenerationWorker(proc, parent, ckpt_parent, version)
 
 
+def wants_process(cfg: Any, device_type: str | None = None) -> bool:
+    """Whether this node config generates in a child process. ``generation.worker: auto`` means a process
+    on CPU and a thread on a GPU (kernels run outside the GIL there, and a second CUDA context and weight
+    copy would cost GPU memory). ``device_type``: the policy's, once known; before that ``model.device``
+    decides, and for ``auto`` the presence of an NVIDIA device node (no torch import needed)."""
+    if cfg.trainer.max_staleness == 0 or cfg.generation.backend != "hf" or cfg.model.lora_rank:
+        return False
+    if cfg.generation.worker != "auto":
+        return bool(cfg.generation.worker == "process")
+    if device_type is None:
+        device_type = cfg.model.device
+        if device_type == "auto":
+            device_type = "cuda" if Path("/dev/nvidiactl").exists() else "cpu"
+    return device_type == "cpu"
+
+
 def launch_for(cfg: Any) -> GenerationWorker | None:
-    """A child for this node config when it generates in a separate process, else None."""
-    if (
-        cfg.trainer.max_staleness > 0
-        and cfg.generation.backend == "hf"
-        and cfg.generation.worker == "process"
-        and not cfg.model.lora_rank
-    ):
-        return launch()
-    return None
+    """A child for this node config when it (probably) generates in a separate process, else None; the
+    node confirms with ``wants_process`` once its policy is loaded."""
+    return launch() if wants_process(cfg) else None
 
 
 def serve_checkpoints(conn: Connection) -> None:  # pragma: no cover - runs in the child

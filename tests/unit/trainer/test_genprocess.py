@@ -139,3 +139,27 @@ def test_flatten_and_fill_round_trip() -> None:
     skeleton, leaves = flatten(tree, lambda x: isinstance(x, int))
     assert leaves == [1, 3, 4, 5] and skeleton["b"]["c"] == Slot(1)
     assert fill(skeleton, leaves) == tree
+
+
+@pytest.mark.parametrize(
+    ("overrides", "device", "expected"),
+    [
+        ({}, "cpu", True),  # the default: overlapped, auto -> a process on CPU
+        ({}, "cuda", False),  # auto -> a thread on a GPU
+        ({"trainer": {"max_staleness": 0}}, "cpu", False),
+        ({"generation": {"worker": "thread"}}, "cpu", False),
+        ({"generation": {"worker": "process"}}, "cuda", True),
+        ({"generation": {"backend": "vllm"}}, "cuda", False),
+        ({"model": {"lora_rank": 8}}, "cpu", False),
+    ],
+)
+def test_which_nodes_generate_in_a_process(overrides: dict[str, object], device: str, expected: bool) -> None:
+    from swarmrl.config import NodeConfig
+    from swarmrl.trainer.genlaunch import wants_process
+
+    cfg = NodeConfig.model_validate(overrides)
+    assert wants_process(cfg, device) is expected
+    explicit = NodeConfig.model_validate(
+        {**overrides, "model": {**overrides.get("model", {}), "device": device}}
+    )  # type: ignore[dict-item]
+    assert wants_process(explicit) is expected  # before the policy is loaded: model.device decides
