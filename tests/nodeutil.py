@@ -73,10 +73,16 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
     )
 
 
-def start_node(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_node(args: list[str], log_path: Path, new_session: bool = False) -> subprocess.Popen[bytes]:
+    """``new_session``: the node leads its own process group (signal it and its children with killpg)."""
     fh = open(log_path, "ab")  # noqa: SIM115 - owned by the process
     return subprocess.Popen(
-        [*SWARM_NODE, *args], stdout=fh, stderr=subprocess.STDOUT, env=node_env(), cwd=REPO
+        [*SWARM_NODE, *args],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=node_env(),
+        cwd=REPO,
+        start_new_session=new_session,
     )
 
 

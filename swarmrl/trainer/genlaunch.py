@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -168,6 +169,11 @@ def serve_checkpoints(conn: Connection) -> None:  # pragma: no cover - runs in t
 def child_main(
     conn: Connection, ckpt_conn: Connection, version: Any
 ) -> None:  # pragma: no cover - runs in the child
+    # Ctrl-C in a terminal and systemd's stop signal the whole process group: the node stops gracefully
+    # (and needs this child for that: the last checkpoint), so the child leaves stopping to it. It ends
+    # when the node says so or its pipe closes (the node is gone, even after kill -9).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import torch
     from transformers import AutoModelForCausalLM
 

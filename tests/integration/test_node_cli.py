@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import urllib.request
 from pathlib import Path
@@ -113,14 +114,26 @@ def test_metrics_then_kill9_then_resume(tmp_path: Path, staleness: int) -> None:
     assert scanned.records[ck.round]["policy_version"] >= ck.policy_version
 
 
-def test_sigterm_stops_cleanly_with_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("staleness", "group"), [(0, False), (1, True)], ids=["synchronous", "overlapped-ctrl-c"]
+)
+def test_sigterm_stops_cleanly_with_checkpoint(tmp_path: Path, staleness: int, group: bool) -> None:
+    """SIGTERM to the node; overlapped: SIGINT to its whole process group, as Ctrl-C in a terminal or
+    systemd's stop does, which reaches the generation child too: it must ignore it and let the node stop."""
     data = tmp_path / "data"
-    cfg = write_config(tmp_path / "node.yaml", data, {"node": {"rounds": 0, "checkpoint_every": 1000}})
+    cfg = write_config(
+        tmp_path / "node.yaml",
+        data,
+        {"node": {"rounds": 0, "checkpoint_every": 1000}, "trainer": {"max_staleness": staleness}},
+    )
     log = tmp_path / "node.log"
-    proc = start_node(["run", "--config", str(cfg)], log)
+    proc = start_node(["run", "--config", str(cfg)], log, new_session=group)
     try:
         wait_for(lambda: len(_rounds(data)) >= 2, 180, "two rounds")
-        proc.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:
@@ -129,4 +142,6 @@ def test_sigterm_stops_cleanly_with_checkpoint(tmp_path: Path) -> None:
     last = _rounds(data)[-1]
     ck = load_latest(data / "checkpoints")
     assert ck is not None and ck.round == last  # the graceful stop wrote a checkpoint at the last round
-    assert "stop requested" in log.read_text()
+    text = log.read_text()
+    assert "stop requested" in text
+    assert "Traceback" not in text and "restarting" not in text, text
