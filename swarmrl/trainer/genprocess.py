@@ -51,6 +51,12 @@ _POLL_S = 0.5
 _START_TIMEOUT_S = 300.0
 
 
+_SHM_HINT = (
+    "shared memory (/dev/shm) holds about 4x the model (weights + checkpoint buffers): enlarge it (docker: "
+    "--shm-size / compose shm_size) or set generation.worker: thread"
+)
+
+
 class GenerationError(SwarmRLError):
     """The generation process failed or died."""
 
@@ -81,9 +87,15 @@ class ProcessGenerator:
             threads=max(1, threads),
             trust_remote_code=trust_remote_code,
         )
-        self._shared = {
-            k: v.detach().to("cpu", copy=True).share_memory_() for k, v in policy.model.state_dict().items()
-        }
+        try:
+            self._shared = {
+                k: v.detach().to("cpu", copy=True).share_memory_()
+                for k, v in policy.model.state_dict().items()
+            }
+        except RuntimeError as exc:
+            raise GenerationError(
+                f"cannot share the weights with the generation process: {exc}; {_SHM_HINT}"
+            ) from exc
         self._lock = threading.Lock()
         self._worker: GenerationWorker | None = worker if worker is not None else launch()
         self._counter = self._worker.version
@@ -169,7 +181,10 @@ class ProcessGenerator:
         fresh = self._ckpt_pid != worker.process.pid or shapes != [(b.shape, b.dtype) for b in self._slots]
         with torch.no_grad():
             if fresh:
-                self._slots = [t.detach().to("cpu", copy=True).share_memory_() for t in tensors]
+                try:
+                    self._slots = [t.detach().to("cpu", copy=True).share_memory_() for t in tensors]
+                except RuntimeError as exc:
+                    raise CheckpointError(f"cannot allocate checkpoint buffers: {exc}; {_SHM_HINT}") from exc
             else:
                 for buf, t in zip(self._slots, tensors, strict=True):
                     buf.copy_(t)

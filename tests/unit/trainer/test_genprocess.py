@@ -163,3 +163,12 @@ def test_which_nodes_generate_in_a_process(overrides: dict[str, object], device:
         {**overrides, "model": {**overrides.get("model", {}), "device": device}}
     )  # type: ignore[dict-item]
     assert wants_process(explicit) is expected  # before the policy is loaded: model.device decides
+
+
+def test_too_little_shared_memory_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(self: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError("unable to write to file </torch_1_2_3>: No space left on device (28)")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", full)
+    with pytest.raises(GenerationError, match=r"/dev/shm.*generation.worker: thread"):
+        ProcessGenerator(_policy(), threads=1, version=lambda: 0)
