@@ -223,17 +223,16 @@ class Node:
         (one write in flight at a time; the journal is rewound to the newest durable checkpoint on resume)."""
         await self._await_checkpoint()
         snap = self._snapshot()
-        if isinstance(self.generator, ProcessGenerator):
-            self.generator.submit_checkpoint(*self._checkpoint_args(snap))
-            self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._collect_checkpoint))
+        gen = self.generator
+        if isinstance(gen, ProcessGenerator):
+            gen.submit_checkpoint(*self._checkpoint_args(snap))
+            self._ckpt_task = asyncio.create_task(
+                asyncio.to_thread(lambda: self._checkpoint_done(gen.wait_checkpoint()))
+            )
         elif self.cfg.trainer.max_staleness > 0:
             self._ckpt_task = asyncio.create_task(asyncio.to_thread(self._write_checkpoint, snap))
         else:
             await asyncio.to_thread(self._write_checkpoint, snap)
-
-    def _collect_checkpoint(self) -> None:
-        if isinstance(self.generator, ProcessGenerator):
-            self._checkpoint_done(self.generator.wait_checkpoint())
 
     async def _await_checkpoint(self) -> None:
         if self._ckpt_task is not None:

@@ -7,8 +7,8 @@ the sampling loop truly in parallel.
 
 How:
 
-* The parent keeps one CPU shared-memory copy of the policy's ``state_dict`` (``share_memory_()``; passed to
-  the child once at spawn, never pickled again) and a version counter. After every optimizer step the node
+* The parent keeps one CPU shared-memory copy of the policy's ``state_dict`` (``share_memory_()``; handed to
+  the child once, as file descriptors, when it starts) and a version counter. After every optimizer step the node
   calls ``sync_weights()``: the parent copies its weights into that buffer under the counter's lock and
   bumps the version (a few hundred microseconds for millions of parameters).
 * The child builds the same architecture from the model's config (no download, no disk read), and before
@@ -17,7 +17,7 @@ How:
   (the ``PolicyInfo`` version of the groups).
 * Requests go one at a time over a pipe (a lock serialises callers: prefetch, evaluation, model-based
   reward modules). Each carries a seed drawn from the parent's torch RNG, so a run is reproducible from the
-  node seed and a resumed run draws the same seeds as the uninterrupted one.
+  node seed.
 * A child that dies (OOM killer, a signal) is restarted once per request; a request that still fails
   raises ``GenerationError`` with the exit code. ``close()`` stops it (and it exits by itself when the
   parent's end of the pipe closes).
