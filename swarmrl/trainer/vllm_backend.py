@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -123,6 +124,9 @@ class VLLMGenerator:
         vllm = _import_vllm()
         self.policy = policy
         self._vllm = vllm
+        # With trainer.max_staleness 1 the next round's generation (a thread) overlaps training, whose
+        # sync_weights must not load weights into the engine mid-generation: one engine call at a time.
+        self._lock = threading.Lock()
         dtype = next(policy.model.parameters()).dtype
         kwargs: dict[str, Any] = {
             "model": model_source(policy),
@@ -168,6 +172,10 @@ class VLLMGenerator:
     @torch.no_grad()
     def sync_weights(self) -> None:
         """Load the policy's current weights into the engine in place and drop cached prefixes."""
+        with self._lock:
+            self._sync_weights()
+
+    def _sync_weights(self) -> None:
         model = self.policy.model
         merge = getattr(model, "merge_adapter", None)
         if callable(merge):
@@ -203,7 +211,10 @@ class VLLMGenerator:
 
     def generate(self, prompts: list[list[int]], params: SamplingParams) -> list[list[Completion]]:
         requests = [{"prompt_token_ids": list(p)} for p in prompts]
-        outputs = self.llm.generate(requests, sampling_params=self._sampling_params(params), use_tqdm=False)
+        with self._lock:
+            outputs = self.llm.generate(
+                requests, sampling_params=self._sampling_params(params), use_tqdm=False
+            )
         if len(outputs) != len(prompts):
             raise ModelError(f"vLLM returned {len(outputs)} results for {len(prompts)} prompts")
         return [[self._completion(o) for o in out.outputs] for out in outputs]

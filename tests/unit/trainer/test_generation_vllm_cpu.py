@@ -83,3 +83,47 @@ def test_named_weights_and_model_source(tmp_path: object) -> None:
         model_source(policy)
     policy.model.name_or_path = "/some/dir"
     assert model_source(policy) == "/some/dir"
+
+
+def test_weight_sync_waits_for_a_generation_in_flight() -> None:
+    """Overlapped rounds generate in one thread while training syncs weights from another: the engine must
+    never load weights mid-generation. vLLM needs a GPU, so the engine here is a stand-in that records the
+    order of calls (the real one runs in tests/gpu)."""
+    import threading
+
+    policy = _policy()
+    gen = _bare(policy)
+    gen._lock = threading.Lock()
+    gen._vllm = SimpleNamespace(SamplingParams=lambda **kw: kw)
+    started, release, events = threading.Event(), threading.Event(), []
+
+    class Engine:
+        def generate(self, requests: list[object], sampling_params: object, use_tqdm: bool) -> list[object]:
+            events.append("generate-start")
+            started.set()
+            release.wait(10)
+            events.append("generate-end")
+            return [SimpleNamespace(outputs=[]) for _ in requests]
+
+        def load_weights(self, weights: object) -> None:
+            events.append("load")
+
+    gen.llm = Engine()
+    gen._engine_model = gen.llm
+    worker = threading.Thread(target=gen.generate, args=([[1, 2]], build_params()))
+    worker.start()
+    assert started.wait(10)
+    syncer = threading.Thread(target=gen.sync_weights)
+    syncer.start()
+    syncer.join(0.3)
+    assert syncer.is_alive(), "sync_weights did not wait for the generation in flight"
+    release.set()
+    worker.join(10)
+    syncer.join(10)
+    assert events == ["generate-start", "generate-end", "load"]
+
+
+def build_params() -> object:
+    from swarmrl.trainer.generation import SamplingParams
+
+    return SamplingParams(n=2, max_new_tokens=4)
