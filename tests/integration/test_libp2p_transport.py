@@ -502,3 +502,52 @@ def test_peer_filter_applies_to_push_streams() -> None:
                 await asyncio.to_thread(t.join, 10)
 
     run(guarded(body), timeout=60)
+
+
+def _multicast_loops_back() -> bool:
+    """Whether a multicast datagram sent here is received here (mDNS needs it; some sandboxes drop it)."""
+    import socket
+
+    group = "239.255.77.77"
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        rx.bind(("", 0))
+        port = rx.getsockname()[1]
+        mreq = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("0.0.0.0"))
+        rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        rx.settimeout(2.0)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+        tx.sendto(b"probe", (group, port))
+        return rx.recv(16) == b"probe"
+    except OSError:
+        return False
+    finally:
+        rx.close()
+        tx.close()
+
+
+def test_mdns_finds_a_peer_on_the_lan_without_bootstrap() -> None:
+    """``mdns: true``: two nodes that know nothing of each other find each other over multicast DNS (here on
+    this machine's interfaces) and deliver messages; a third with mDNS off stays alone."""
+    if not _multicast_loops_back():
+        pytest.skip("multicast datagrams do not loop back on this machine (no mDNS possible)")
+
+    async def main() -> None:
+        swarm = f"mdns-{os.urandom(4).hex()}"
+        a, inbox_a = await node(swarm_id=swarm, mdns=True)
+        b, inbox_b = await node(swarm_id=swarm, mdns=True)
+        c, _ = await node(swarm_id=swarm)
+        try:
+            await wait_until(lambda: bool(a.peers()) and bool(b.peers()), 30, "mDNS discovery")
+            assert {p.peer_id for p in a.peers()} >= {b.peer_id}
+            assert c.peers() == []  # nobody dials a node that does not announce itself
+            await b.publish(b"found-by-mdns")
+            await wait_until(lambda: inbox_a.has(b"found-by-mdns"), 15, "delivery after mDNS discovery")
+            assert inbox_b.items == []
+        finally:
+            for t in (a, b, c):
+                await t.close()
+
+    run(main(), timeout=60)
