@@ -30,7 +30,7 @@ from swarmrl.errors import NodeError, SwarmRLError
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
 from swarmrl.node.progress import Progress
-from swarmrl.node.rollouts import retokenize, to_samples, train_sequences
+from swarmrl.node.rollouts import PROMPT_IDS, retokenize, to_samples, train_sequences
 from swarmrl.node.validate import build_reward_pipeline
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
@@ -42,7 +42,7 @@ from swarmrl.trainer.genlaunch import GenerationWorker, launch, wants_process
 from swarmrl.trainer.genprocess import ProcessGenerator
 from swarmrl.trainer.learner import Learner, StepStats
 from swarmrl.trainer.policy import load_policy
-from swarmrl.trainer.prompts import prompt_ids
+from swarmrl.trainer.prompts import prompts_ids
 from swarmrl.trainer.scorer import attach_scorer
 
 log = logging.getLogger(__name__)
@@ -257,17 +257,16 @@ class Node:
         torch.set_num_threads(self._work_threads)
         version = self._sync_generation_weights()
         tasks = self.tasks.sample(n)
+        prompts = prompts_ids(self.policy.tokenizer, [t.question for t in tasks])
         t0 = time.perf_counter()
-        outs = self.generator.generate(
-            [prompt_ids(self.policy.tokenizer, t.question) for t in tasks], self._sampling()
-        )
+        outs = self.generator.generate(prompts, self._sampling())
         seconds = time.perf_counter() - t0
         if isinstance(self.generator, ProcessGenerator) and self.generator.last_version is not None:
             version = self.generator.last_version  # the weights the child actually sampled from
         info = PolicyInfo(self.policy.name, version, self.cfg.node.name)
         groups = [
-            RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_)
-            for t, comps in zip(tasks, outs, strict=True)
+            RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_, extras={PROMPT_IDS: p})
+            for t, comps, p in zip(tasks, outs, prompts, strict=True)
         ]
         tokens = sum(len(c.token_ids) for g in groups for c in g.completions)
         return groups, tasks, seconds, tokens
@@ -324,7 +323,7 @@ class Node:
         if not evals:
             return float("nan")
         outs = self.generator.generate(
-            [prompt_ids(self.policy.tokenizer, t.question) for t in evals], self._sampling(greedy=True)
+            prompts_ids(self.policy.tokenizer, [t.question for t in evals]), self._sampling(greedy=True)
         )
         groups = [RolloutGroup(t.ref, t.question, t.answer, c) for t, c in zip(evals, outs, strict=True)]
         _, scored = self.score(groups, list(evals))

@@ -15,6 +15,9 @@ from swarmrl.trainer.learner import TrainSequence
 from swarmrl.trainer.policy import Policy
 from swarmrl.trainer.prompts import completion_ids, prompt_ids
 
+#: ``RolloutGroup.extras`` key of the prompt token ids generation used (own groups; never sent).
+PROMPT_IDS = "prompt_ids"
+
 
 def retokenize(policy: Policy, group: RolloutGroup) -> RolloutGroup:
     """External text gets local token ids (our tokenizer; a peer's ids mean nothing here).
@@ -76,7 +79,8 @@ def train_sequences(
     for group, group_adv in zip(groups, advs, strict=True):
         if skip_zero_variance and all(abs(a) < 1e-12 for row in group_adv for a in row):
             continue
-        p_ids = prompt_ids(policy.tokenizer, group.question)
+        known = group.extras.get(PROMPT_IDS)  # set by generation for own groups: not tokenized twice
+        p_ids = list(known) if known else prompt_ids(policy.tokenizer, group.question)
         stale = bool(group.extras.get("stale"))
         origin = "stale" if stale else group.origin
         for comp, adv in zip(group.completions, group_adv, strict=True):

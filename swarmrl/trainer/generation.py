@@ -207,13 +207,21 @@ class HFGenerator:
     def _completions(
         self, tokens: torch.Tensor, logps: torch.Tensor, lengths: torch.Tensor, n: int
     ) -> list[list[Completion]]:
-        eos, tokenizer = self.policy.eos_id, self.policy.tokenizer
-        flat: list[Completion] = []
-        for toks, lps, length in zip(tokens.tolist(), logps.tolist(), lengths.tolist(), strict=True):
-            toks, lps = toks[:length], lps[:length]
-            finished = bool(toks) and toks[-1] == eos
-            text = str(tokenizer.decode(toks[:-1] if finished else toks, skip_special_tokens=True))
-            flat.append(Completion(text=text, token_ids=toks, logprobs=lps, finished=finished))
+        eos = self.policy.eos_id
+        rows = [
+            (toks[:length], lps[:length])
+            for toks, lps, length in zip(tokens.tolist(), logps.tolist(), lengths.tolist(), strict=True)
+        ]
+        done = [bool(toks) and toks[-1] == eos for toks, _ in rows]
+        # One tokenizer call for all texts (a fast tokenizer decodes the batch in Rust).
+        texts = self.policy.tokenizer.batch_decode(
+            [toks[:-1] if fin else toks for (toks, _), fin in zip(rows, done, strict=True)],
+            skip_special_tokens=True,
+        )
+        flat = [
+            Completion(text=str(text), token_ids=toks, logprobs=lps, finished=fin)
+            for (toks, lps), fin, text in zip(rows, done, texts, strict=True)
+        ]
         return [flat[i * n : (i + 1) * n] for i in range(len(flat) // n)]
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:

@@ -150,6 +150,11 @@ class ProcessGenerator:
         self._ready = True
         log.debug("generation process %s ready", self.pid)
 
+    def wait_ready(self) -> None:
+        """Block until the child has built its model (the first request waits for this anyway)."""
+        with self._lock:
+            self._ensure_ready()
+
     def _restart(self) -> None:
         if self._worker is not None:
             self._worker.stop(timeout=0)

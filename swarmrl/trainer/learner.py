@@ -168,6 +168,10 @@ class Learner:
             checkpointing = getattr(model, "is_gradient_checkpointing", False)
         if checkpointing:
             self._cache_name = None  # transformers drops the cache under gradient checkpointing
+        # Updates run in eval mode: dropout off, so the log-probs of the loss are those of the policy that
+        # generates (as TRL's disable_dropout), and no module-tree walk to switch modes twice a round.
+        # transformers only checkpoints activations in train mode, so such models keep switching.
+        self._train_mode = bool(checkpointing)
         self._keep_logits = "logits_to_keep" in _forward_params(model)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -242,7 +246,10 @@ class Learner:
             return stats
         t0 = time.perf_counter()
         model = self.policy.model
-        model.train()
+        if self._train_mode:
+            model.train()
+        elif model.training:
+            model.eval()
         cfg = self.cfg
         n_updates = min(cfg.updates_per_round, len(seqs))
         per_update = math.ceil(len(seqs) / n_updates)
@@ -322,7 +329,8 @@ class Learner:
             losses.append(mb_loss)
             kls.append(mb_kl)
             norms.append(float(grad_norm))
-        model.eval()
+        if self._train_mode:
+            model.eval()
         total_clipped = sum(c[0] for c in clip_counts.values())
         total_tokens = sum(c[1] for c in clip_counts.values())
         stats.loss = sum(losses) / len(losses)

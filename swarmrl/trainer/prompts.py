@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from transformers import PreTrainedTokenizerBase
@@ -18,6 +19,16 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
     ids = tokenizer(question, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     return ([int(bos)] if bos is not None else []) + [int(i) for i in ids]
+
+
+def prompts_ids(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str]) -> list[list[int]]:
+    """``prompt_ids`` of many questions; plain models are tokenized in one batched tokenizer call."""
+    if not questions or getattr(tokenizer, "chat_template", None):
+        return [prompt_ids(tokenizer, q) for q in questions]
+    encoded = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    head = [int(bos)] if bos is not None else []
+    return [head + [int(i) for i in ids] for ids in encoded]
 
 
 def completion_ids(tokenizer: PreTrainedTokenizerBase, text: str, eos: bool = True) -> list[int]:
