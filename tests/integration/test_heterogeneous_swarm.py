@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from swarmrl.config import NodeConfig
 from swarmrl.node.node import Node
 from swarmrl.swarm.memory import MemoryHub
 from tests.nodeutil import FAST, deep_merge
 
 
-def _cfg(tmp: Path, name: str, seed: int, tiny: dict) -> NodeConfig:
+def _cfg(tmp: Path, name: str, seed: int, tiny: dict, staleness: int) -> NodeConfig:
     extra = {
+        "trainer": {"max_staleness": staleness},
         "node": {"data_dir": str(tmp / name), "name": name, "seed": seed, "rounds": 8, "metrics_port": -1},
         "model": {"tiny": tiny},
         "generation": {"num_completions": 6},
@@ -22,12 +25,15 @@ def _cfg(tmp: Path, name: str, seed: int, tiny: dict) -> NodeConfig:
     return NodeConfig.model_validate(deep_merge(FAST, extra))
 
 
-def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: Path) -> None:
+@pytest.mark.parametrize("staleness", [0, 1], ids=["synchronous", "overlapped"])
+def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: Path, staleness: int) -> None:
+    """Also with the overlapped default (each node's generation in its own child process)."""
     a_cfg = _cfg(
         tmp_path,
         "a",
         1,
         {"hidden_size": 64, "layers": 1, "heads": 2, "intermediate_size": 128, "warmstart_steps": 60},
+        staleness,
     )
     b_cfg = _cfg(
         tmp_path,
@@ -41,6 +47,7 @@ def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: 
             "vocab_extra": "αβγδ→",
             "warmstart_steps": 60,
         },
+        staleness,
     )
 
     async def main() -> tuple[Node, Node]:
@@ -62,3 +69,5 @@ def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: 
         # external text was re-tokenized with this node's tokenizer and trained with finite losses
         assert any("external" in r["clip_fraction_by_origin"] for r in records)
         assert all(r["loss"] == r["loss"] for r in records)  # no NaN
+        if staleness:  # own groups after the first round were generated one round of updates behind
+            assert any("stale" in r["clip_fraction_by_origin"] for r in records)
