@@ -16,6 +16,7 @@ from swarmrl.config.sections import TrainerSection
 from swarmrl.errors import ModelError
 from swarmrl.trainer.generation import _forward_params, cache_kwarg, left_pad, new_cache
 from swarmrl.trainer.grpo import grpo_loss, selective_log_softmax
+from swarmrl.trainer.packing import MAX_PACKED_TOKENS, pack_mode, packed_length, packed_logprobs
 from swarmrl.trainer.policy import Policy
 
 
@@ -125,6 +126,8 @@ class _Micro:
         index: dict[tuple[int, ...], int] = {}
         self.group = torch.tensor([index.setdefault(tuple(s.prompt_ids), len(index)) for s in seqs])
         self.prompts = [list(p) for p in index]
+        self.completions = [s.completion_ids for s in seqs]
+        self.packed_tokens = packed_length(self.prompts, self.completions)
         self.prompt_len = torch.tensor([len(s.prompt_ids) for s in seqs])
         self.comp, self.cmask, self.adv = self.comp.to(device), self.cmask.to(device), self.adv.to(device)
         self.old, self.known = self.old.to(device), self.known.to(device)
@@ -173,6 +176,9 @@ class Learner:
         # transformers only checkpoints activations in train mode, so such models keep switching.
         self._train_mode = bool(checkpointing)
         self._keep_logits = "logits_to_keep" in _forward_params(model)
+        # One packed forward per micro-batch where the architecture allows it (see ``packing``).
+        get_base = getattr(model, "get_base_model", None)
+        self._pack = pack_mode(get_base() if callable(get_base) else model)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         if self.autocast_dtype is None:
@@ -182,12 +188,17 @@ class Learner:
     def _completion_logprobs(self, model: torch.nn.Module, mb: _Micro) -> torch.Tensor:
         """log p of every completion token, ``[B, C]`` (padding positions hold finite junk, masked later).
 
+        Small micro-batches of packable models run as one packed sequence (``packing``). Otherwise:
         Groups sharing a prompt run it once: the prompt's KV cache is computed per distinct prompt and
         gathered per row (gradients flow back through the gather), then only completion tokens are run.
         Otherwise (no sharing, or a model without a cache argument) one right-padded pass over
         ``[prompt | completion]``, read at the completion positions. Both give the same values.
         """
         with self._autocast():
+            if self._pack is not None and mb.packed_tokens <= MAX_PACKED_TOKENS:
+                return packed_logprobs(
+                    model, mb.prompts, mb.group.tolist(), mb.completions, mb.comp, self._pack
+                )
             if self._cache_name is not None and mb.shares_prompts:
                 return self._shared_prompt_logprobs(model, mb, self._cache_name)
             ids, attn = _right_padded(mb.seqs, self.policy.pad_id, self.policy.device)

@@ -41,12 +41,14 @@ def _sequences(seed: int = 1) -> list[TrainSequence]:
     return out
 
 
-def _run(
-    cfg: TrainerSection, shared: bool, seqs: list[TrainSequence]
-) -> tuple[StepStats, list[torch.Tensor]]:
+def _run(cfg: TrainerSection, path: str, seqs: list[TrainSequence]) -> tuple[StepStats, list[torch.Tensor]]:
+    """``path``: "packed" (one packed call), "shared" (prompt KV cache, then completions) or "plain"."""
     policy = _policy()
     learner = Learner(policy, cfg)
-    if not shared:
+    assert learner._pack == "bool"  # the tiny Qwen2 with sdpa packs by default
+    if path != "packed":
+        learner._pack = None
+    if path == "plain":
         learner._cache_name = None  # force the single right-padded pass
     stats = learner.step(copy.deepcopy(seqs))
     grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in policy.model.parameters()]
@@ -75,11 +77,12 @@ def _assert_same(a: tuple[StepStats, list[torch.Tensor]], b: tuple[StepStats, li
         {"updates_per_round": 3, "micro_batch": 4},
     ],
 )
-def test_shared_prompt_path_equals_plain_path(options: dict[str, object]) -> None:
+@pytest.mark.parametrize("path", ["packed", "shared"])
+def test_fast_paths_equal_plain_path(options: dict[str, object], path: str) -> None:
     # A tiny learning rate keeps later minibatches on (numerically) the same weights in both runs.
     cfg = TrainerSection(lr=1e-9, **options)  # type: ignore[arg-type]
     seqs = _sequences()
-    _assert_same(_run(cfg, True, seqs), _run(cfg, False, seqs))
+    _assert_same(_run(cfg, path, seqs), _run(cfg, "plain", seqs))
 
 
 def test_shared_path_is_taken_and_logprobs_match() -> None:
@@ -100,8 +103,8 @@ def test_shared_path_is_taken_and_logprobs_match() -> None:
 
 def test_micro_batch_split_and_order_do_not_change_the_update() -> None:
     seqs = _sequences(seed=3)
-    whole = _run(TrainerSection(lr=1e-9, micro_batch=64), True, seqs)
-    split = _run(TrainerSection(lr=1e-9, micro_batch=3), True, seqs)
+    whole = _run(TrainerSection(lr=1e-9, micro_batch=64), "shared", seqs)
+    split = _run(TrainerSection(lr=1e-9, micro_batch=3), "shared", seqs)
     _assert_same(whole, split)
 
 
@@ -145,3 +148,41 @@ def test_entry_reference_of_the_first_minibatch_needs_no_extra_pass() -> None:
         not torch.allclose(x, y)
         for x, y in zip(implicit_policy.model.parameters(), _policy().model.parameters(), strict=True)
     )
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packed_logprobs_match_per_sequence_forward(attn: str) -> None:
+    """The packed call (one sequence, block mask, restarted positions) gives every completion token the
+    log-prob a separate forward of [prompt | completion] gives it, with both attention kernels."""
+    from swarmrl.trainer.learner import _Micro
+    from swarmrl.trainer.packing import pack_mode, packed_logprobs
+
+    policy = _policy()
+    policy.model.config._attn_implementation = attn
+    mode = pack_mode(policy.model)
+    assert mode == {"sdpa": "bool", "eager": "additive"}[attn]
+    seqs = _sequences(seed=7)
+    batch = _Micro(seqs, policy.pad_id, policy.device)
+    with torch.no_grad():
+        packed = packed_logprobs(
+            policy.model, batch.prompts, batch.group.tolist(), batch.completions, batch.comp, mode
+        )
+        for row, s in enumerate(seqs):
+            ids = torch.tensor([s.prompt_ids + s.completion_ids])
+            logits = policy.model(input_ids=ids).logits[0, len(s.prompt_ids) - 1 : -1]
+            alone = torch.log_softmax(logits, -1).gather(-1, torch.tensor(s.completion_ids)[:, None])[:, 0]
+            assert torch.allclose(packed[row, : len(s.completion_ids)], alone, atol=1e-5), row
+
+
+def test_models_that_cannot_pack_are_refused() -> None:
+    from swarmrl.trainer.packing import pack_mode
+
+    policy = _policy()
+    policy.model.config._attn_implementation = "flash_attention_2"
+    assert pack_mode(policy.model) is None
+    policy = _policy()
+    policy.model.config.use_sliding_window, policy.model.config.sliding_window = True, 16
+    assert pack_mode(policy.model) is None
+    policy = _policy()
+    policy.model.config.model_type = "bloom"  # ALiBi: position comes from the mask, not position ids
+    assert pack_mode(policy.model) is None
