@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,23 @@ _SHM_HINT = (
 
 class GenerationError(SwarmRLError):
     """The generation process failed or died."""
+
+
+def _receive(conn: Connection, proc: Any, timeout: float | None) -> Any:
+    """The child's next message on ``conn``; ``GenerationError`` when it died (or stayed silent past
+    ``timeout`` seconds) or the pipe is closed."""
+    waited = 0.0
+    try:
+        while not conn.poll(_POLL_S):
+            waited += _POLL_S
+            if not proc.is_alive():
+                raise GenerationError(f"the generation process exited with code {proc.exitcode}")
+            if timeout is not None and waited >= timeout:
+                raise GenerationError(f"the generation process did not answer within {timeout:.0f}s")
+        return conn.recv()
+    except (EOFError, OSError) as exc:
+        proc.join(5)
+        raise GenerationError(f"the generation process exited with code {proc.exitcode}") from exc
 
 
 class ProcessGenerator:
@@ -123,22 +141,10 @@ class ProcessGenerator:
             raise GenerationError(f"cannot reach the generation process: {exc}") from exc
 
     def _recv(self, timeout: float | None) -> tuple[str, Any, Any]:
-        """The child's next message; raises ``GenerationError`` when it dies (or stays silent past timeout)."""
+        """The child's next message on the generation pipe."""
         if self._worker is None:
             raise GenerationError("the generation process is closed")
-        conn, proc = self._worker.conn, self._worker.process
-        waited = 0.0
-        while not conn.poll(_POLL_S):
-            waited += _POLL_S
-            if not proc.is_alive():
-                raise GenerationError(f"the generation process exited with code {proc.exitcode}")
-            if timeout is not None and waited >= timeout:
-                raise GenerationError(f"the generation process did not answer within {timeout:.0f}s")
-        try:
-            msg: tuple[str, Any, Any] = conn.recv()
-        except (EOFError, OSError) as exc:
-            proc.join(5)
-            raise GenerationError(f"the generation process exited with code {proc.exitcode}") from exc
+        msg: tuple[str, Any, Any] = _receive(self._worker.conn, self._worker.process, timeout)
         return msg
 
     def _ensure_ready(self) -> None:
@@ -212,13 +218,9 @@ class ProcessGenerator:
         self._pending = None
         worker, self._ckpt_worker = self._ckpt_worker, None
         if worker is not None:
-            conn, proc = worker.ckpt_conn, worker.process
             try:
-                while not conn.poll(_POLL_S):
-                    if not proc.is_alive():
-                        raise EOFError
-                kind, payload = conn.recv()
-            except (EOFError, OSError):
+                kind, payload = _receive(worker.ckpt_conn, worker.process, None)
+            except GenerationError:
                 log.warning(
                     "the generation process died while writing checkpoint %d; writing it here", round_
                 )

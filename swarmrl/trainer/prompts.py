@@ -10,21 +10,23 @@ from transformers import PreTrainedTokenizerBase
 
 def prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
     """Token ids of the prompt. Chat models get their chat template; plain models get ``<bos>question``."""
-    if getattr(tokenizer, "chat_template", None):
-        messages = [{"role": "user", "content": question}]
-        out: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-        if not isinstance(out, list):
-            out = out["input_ids"]
-        return [int(i) for i in out]
-    ids = tokenizer(question, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return ([int(bos)] if bos is not None else []) + [int(i) for i in ids]
+    return prompts_ids(tokenizer, [question])[0]
+
+
+def _chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, question: str) -> list[int]:
+    messages = [{"role": "user", "content": question}]
+    out: Any = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if not isinstance(out, list):
+        out = out["input_ids"]
+    return [int(i) for i in out]
 
 
 def prompts_ids(tokenizer: PreTrainedTokenizerBase, questions: Sequence[str]) -> list[list[int]]:
     """``prompt_ids`` of many questions; plain models are tokenized in one batched tokenizer call."""
-    if not questions or getattr(tokenizer, "chat_template", None):
-        return [prompt_ids(tokenizer, q) for q in questions]
+    if not questions:
+        return []
+    if getattr(tokenizer, "chat_template", None):
+        return [_chat_prompt_ids(tokenizer, q) for q in questions]
     encoded = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     head = [int(bos)] if bos is not None else []
