@@ -70,6 +70,19 @@ class Inbox:
         return data in self.datas()
 
 
+async def victim_and_good_peer(
+    started: list[Libp2pTransport],
+) -> tuple[Libp2pTransport, Inbox, Libp2pTransport]:
+    """A node under attack and a well-behaved peer joined to it, with one delivery checked before the attack."""
+    victim, inbox = await node()
+    started.append(victim)
+    good, _ = await node(bootstrap=victim.listen_addrs())
+    started.append(good)
+    await good.publish(b"before")
+    await wait_until(lambda: inbox.has(b"before"), what="delivery before the attack")
+    return victim, inbox, good
+
+
 async def node(**kwargs: Any) -> tuple[Libp2pTransport, Inbox]:
     transport = Libp2pTransport(os.urandom(32), kwargs.pop("swarm_id", SWARM), **kwargs)
     inbox = Inbox()
@@ -175,12 +188,7 @@ def _hostile_peer(target: str, stop: threading.Event, ready: threading.Event) ->
 
 def test_hostile_peer_cannot_kill_node() -> None:
     async def body(started: list[Libp2pTransport]) -> None:
-        victim, inbox = await node()
-        started.append(victim)
-        good, _ = await node(bootstrap=victim.listen_addrs())
-        started.append(good)
-        await good.publish(b"before")
-        await wait_until(lambda: inbox.has(b"before"), what="delivery before the attack")
+        victim, inbox, good = await victim_and_good_peer(started)
 
         stop, sent = threading.Event(), threading.Event()
         attacker = threading.Thread(target=_hostile_peer, args=(victim.listen_addrs()[0], stop, sent))
@@ -423,12 +431,7 @@ def _hello(topic: str = topic_for(SWARM)) -> bytes:
 
 def test_garbage_on_push_protocol_does_not_stop_delivery() -> None:
     async def body(started: list[Libp2pTransport]) -> None:
-        victim, inbox = await node()
-        started.append(victim)
-        good, _ = await node(bootstrap=victim.listen_addrs())
-        started.append(good)
-        await good.publish(b"before")
-        await wait_until(lambda: inbox.has(b"before"), what="delivery before the attack")
+        victim, inbox, good = await victim_and_good_peer(started)
 
         attacks = [
             [struct.pack(">IB", 4, 0xEE) + b"junk"],  # unknown frame kind
