@@ -223,7 +223,11 @@ def experiment_sapo(
         int, typer.Option("--workers", help="Worker processes (one (regime, seed) each).")
     ] = 2,
     regime: Annotated[
-        list[str] | None, typer.Option("--regime", help="sparse and/or dense (default both).")
+        list[str] | None,
+        typer.Option(
+            "--regime",
+            help="sparse, dense, hard, sparse-homogeneous, hard-homogeneous (repeatable; default sparse, dense, hard).",
+        ),
     ] = None,
     transport: Annotated[str, typer.Option("--transport", help="memory or libp2p (loopback).")] = "memory",
     fill: Annotated[
@@ -231,14 +235,44 @@ def experiment_sapo(
     ] = True,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny pipeline check (CI, < 2 minutes).")] = False,
     arm: Annotated[
-        list[str] | None, typer.Option("--arm", help="Run only these arms (repeatable; 8/0 always runs).")
+        list[str] | None,
+        typer.Option("--arm", help="Run only these arms (repeatable; 8/0 and default always run)."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="A node config: its model (any HF path or hub id), tasks, rewards, generation and trainer "
+            "are the one regime (does sharing help MY model on MY tasks?).",
+        ),
+    ] = None,
+    hidden_size: Annotated[
+        int | None, typer.Option("--hidden-size", help="Embedded policy width (stronger policy: e.g. 256).")
+    ] = None,
+    layers: Annotated[int | None, typer.Option("--layers", help="Embedded policy layers.")] = None,
+    warmstart_steps: Annotated[
+        int | None, typer.Option("--warmstart-steps", help="Warm-start steps of every regime.")
     ] = None,
 ) -> None:
-    """SAPO: splits of the per-round budget (8/0 .. 2/6, filtered control, samplers, adaptive) over seeds."""
+    """SAPO: splits of the per-round budget and ways of using external groups, paired over seeds."""
     from swarmrl.node.experiment import settings_from_flags
 
     settings = settings_from_flags(
-        out, minutes, rounds, seeds, nodes, workers, regime, transport, fill, smoke, arm
+        out,
+        minutes,
+        rounds,
+        seeds,
+        nodes,
+        workers,
+        regime,
+        transport,
+        fill,
+        smoke,
+        arm,
+        config,
+        hidden_size,
+        layers,
+        warmstart_steps,
     )
     from swarmrl.node.experiment import run_experiment
 

@@ -40,7 +40,7 @@ class AdaptiveSection(Section):
 
 
 class SamplingSection(Section):
-    local_groups: int = Field(4, ge=0, le=4096, description="I: own rollout groups trained on per round.")
+    local_groups: int = Field(8, ge=0, le=4096, description="I: own rollout groups trained on per round.")
     external_groups: int = Field(
         4, ge=0, le=4096, description="J: groups sampled from the swarm pool per round (0 = train alone)."
     )
@@ -51,14 +51,35 @@ class SamplingSection(Section):
         False, description="Also drop own zero-advantage groups (the '8/0 filtered' control)."
     )
     fill_with_local: bool = Field(
-        True,
-        description="Keep the per-round budget I+J: generate more own groups when the pool has fewer than J.",
+        False,
+        description="Keep the per-round budget I+J: generate more own groups when the pool has fewer than J. "
+        "Off (the default, additive sharing): the node trains on its I own groups plus whatever useful "
+        "external groups the pool gives, up to J.",
     )
     rescore_factor: int = Field(
         4,
         ge=1,
         le=64,
         description="Rescore at most J * this many pool candidates per round (bounds local reward work).",
+    )
+    external_samples: Literal["all", "positive"] = Field(
+        "positive",
+        description="Which external completions enter the loss: 'positive' = only those with a positive "
+        "advantage in their (locally re-scored) group, negatives get zero weight; 'all' = every completion "
+        "(plain SAPO). Negative external samples push down text the local policy rarely emits (docs/sapo.md).",
+    )
+    offpolicy_correction: Literal["none", "truncated_is"] = Field(
+        "none",
+        description="Off-policy correction of external completions: 'truncated_is' weights each one by "
+        "min(pi_local / pi_sender, offpolicy_cap), from the sender's stated sequence log-prob (completions "
+        "without it are not corrected); 'none' trains them as if on-policy.",
+    )
+    offpolicy_cap: float = Field(
+        1.0,
+        gt=0,
+        le=100,
+        description="Cap of the truncated importance weight: a peer that lies about its log-probs gains at most "
+        "this weight per completion (1 = never more than an uncorrected sample).",
     )
     adaptive: AdaptiveSection = Field(default_factory=AdaptiveSection)
 

@@ -22,6 +22,7 @@ JSON, plot) is made by ``swarmrl.node.experiment_report``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import logging
@@ -49,6 +50,7 @@ SERIES = (
     "zero_variance_fraction",
     "local_groups",
     "external_groups",
+    "generation_tokens",
     "round_seconds",
 )
 Transport = Literal["memory", "libp2p"]
@@ -56,22 +58,68 @@ Transport = Literal["memory", "libp2p"]
 
 @dataclass(frozen=True)
 class Arm:
-    """One way of spending the per-round budget: I own groups, J external groups, a sampler."""
+    """One way of spending the per-round budget: I own groups, J external groups, a sampler, and how the
+    external completions enter the loss (``external_samples``, ``correction``, ``cap``: the ``sampling``
+    fields of the same names). ``fill`` None takes the experiment's ``fill_with_local``; an *additive* arm
+    (I = B, J > 0) sets it False: the node trains on its solo budget of own groups plus what the pool gives."""
 
     name: str
     local: int
     external: int
     strategy: str = "nonzero_advantage_uniform"
     filter_local: bool = False
+    fill: bool | None = None
+    external_samples: str = "all"
+    correction: str = "none"
+    cap: float = 1.0
+
+    def sampling(self, fill_with_local: bool) -> dict[str, Any]:
+        """The node config's ``sampling`` section for this arm."""
+        return {
+            "local_groups": self.local,
+            "external_groups": self.external,
+            "strategy": self.strategy,
+            "filter_local": self.filter_local,
+            "fill_with_local": fill_with_local if self.fill is None else self.fill,
+            "external_samples": self.external_samples,
+            "offpolicy_correction": self.correction,
+            "offpolicy_cap": self.cap,
+        }
+
+
+DEFAULT_ARM = "default"
+
+
+def default_arm() -> Arm:
+    """The arm that runs exactly the shipped ``sampling`` defaults (whatever they are)."""
+    from swarmrl.config.swarm import SamplingSection
+
+    d = SamplingSection()
+    return Arm(
+        DEFAULT_ARM,
+        d.local_groups,
+        d.external_groups,
+        d.strategy,
+        d.filter_local,
+        d.fill_with_local,
+        d.external_samples,
+        d.offpolicy_correction,
+        d.offpolicy_cap,
+    )
 
 
 @dataclass(frozen=True)
 class Regime:
-    """Signal density: completions per question and warm-start strength (supervised steps)."""
+    """Signal density: completions per question, warm-start strength (supervised steps), operand digits and
+    whether the nodes start as specialists (own warm-start mix and seed) or as one homogeneous model
+    (identical warm-started weights, different sampling seeds: the SAPO paper's setting)."""
 
     name: str
     completions: int
     warmstart_steps: int
+    digits: int = 1
+    max_new_tokens: int = 0  # 0 = the experiment's max_new_tokens
+    homogeneous: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,34 +144,102 @@ class Settings:
     lr: float = 3e-4
     ma_window: int = 10
     smoke: bool = False
+    #: A user's node config (as a dict) to take the model, tasks, rewards, generation and trainer from
+    #: (``--config FILE``); None runs the built-in tiny setup.
+    base_config: dict[str, Any] | None = None
 
 
-def default_arms(budget: int = 8) -> tuple[Arm, ...]:
-    """The paper's splits (B/0 .. 2/B-2 in steps of 2), the filtered control, the other samplers at the
-    even split, and the adaptive sampler (J chosen each round between 0 and B/2)."""
+def all_arms(budget: int = 8) -> tuple[Arm, ...]:
+    """Every arm the experiment knows: the B/0 baseline, the shipped ``default``, the paper's splits (B/0 ..
+    2/B-2 in steps of 2) with plain external samples, the filtered control, the other samplers at the even
+    split, the adaptive sampler, external positives only (``pos``), the truncated importance weight
+    (``+is``) and additive sharing (``B+H``: the solo budget of own groups plus H = B/2 external groups)."""
     if budget < 2 or budget % 2:
         raise ConfigError("--budget", f"the per-round budget must be an even number >= 2, got {budget}")
     half = budget // 2
-    arms = [Arm(f"{budget}/0", budget, 0), Arm(f"{budget}/0 filtered", budget, 0, filter_local=True)]
+    add = f"{budget}+{half}"
+    arms = [Arm(f"{budget}/0", budget, 0), default_arm()]
+    arms += [Arm(f"{budget}/0 filtered", budget, 0, filter_local=True)]
     arms += [Arm(f"{budget - j}/{j}", budget - j, j) for j in range(2, budget, 2)]
     arms += [
         Arm(f"{half}/{half} uniform", half, half, "uniform"),
         Arm(f"{half}/{half} top_reward", half, half, "top_reward"),
         Arm("adaptive", half, half, "adaptive"),
+        Arm(f"{half}/{half} pos", half, half, external_samples="positive"),
+        Arm(f"{half}/{half} pos+is", half, half, external_samples="positive", correction="truncated_is"),
+        Arm(f"{half}/{half} is", half, half, correction="truncated_is"),
+        Arm(add, budget, half, fill=False),
+        Arm(f"{add} pos", budget, half, fill=False, external_samples="positive"),
+        Arm(
+            f"{add} pos+is", budget, half, fill=False, external_samples="positive", correction="truncated_is"
+        ),
+        Arm("adaptive pos", half, half, "adaptive", external_samples="positive"),
     ]
     return tuple(arms)
 
 
-def default_regimes() -> tuple[Regime, ...]:
+#: The arms a plain ``experiment sapo`` runs (the others by ``--arm NAME``).
+SUITE_ARMS = ("8/0", DEFAULT_ARM, "4/4", "4/4 pos", "4/4 pos+is", "8+4", "8+4 pos", "8+4 pos+is")
+
+
+def default_arms(budget: int = 8) -> tuple[Arm, ...]:
+    """The suite: the baseline first, the shipped default, and the mechanisms compared against it. An arm
+    whose sampling is exactly the shipped default's is left out (the ``default`` arm runs it)."""
+    known = all_arms(budget)
+    wanted = [_scaled(n, budget) for n in SUITE_ARMS]
+    chosen = [a for a in known if a.name in wanted]
+    default = next(a for a in chosen if a.name == DEFAULT_ARM)
+    return tuple(
+        a for a in chosen if a.name == DEFAULT_ARM or a.external == 0 or not _same_sampling(a, default)
+    )
+
+
+def _same_sampling(a: Arm, b: Arm) -> bool:
+    return a.sampling(True) == b.sampling(True) and a.sampling(False) == b.sampling(False)
+
+
+def _scaled(name: str, budget: int) -> str:
+    """Suite arm names are written for B = 8; the same arms for another (even) budget."""
+    half = budget // 2
+    return (
+        name.replace("8/0", f"{budget}/0").replace("8+4", f"{budget}+{half}").replace("4/4", f"{half}/{half}")
+    )
+
+
+def all_regimes() -> tuple[Regime, ...]:
     return (
         Regime("sparse", completions=4, warmstart_steps=40),
         Regime("dense", completions=8, warmstart_steps=160),
+        Regime("hard", completions=8, warmstart_steps=160, digits=2, max_new_tokens=5),
+        Regime("sparse-homogeneous", completions=4, warmstart_steps=40, homogeneous=True),
+        Regime(
+            "hard-homogeneous",
+            completions=8,
+            warmstart_steps=160,
+            digits=2,
+            max_new_tokens=5,
+            homogeneous=True,
+        ),
     )
+
+
+#: The regimes a plain ``experiment sapo`` runs.
+SUITE_REGIMES = ("sparse", "dense", "hard")
+
+
+def default_regimes() -> tuple[Regime, ...]:
+    return tuple(r for r in all_regimes() if r.name in SUITE_REGIMES)
 
 
 def smoke_settings(out: Path, transport: Transport = "memory") -> Settings:
     """A pipeline check for CI: 2 nodes, 3 arms, 2 seeds, a few rounds, both regimes (well under 2 min)."""
-    arms = (Arm("4/0", 4, 0), Arm("2/2", 2, 2), Arm("adaptive", 2, 2, "adaptive"))
+    arms = (
+        Arm("4/0", 4, 0),
+        default_arm(),
+        Arm("2/2", 2, 2),
+        Arm("2/2 pos+is", 2, 2, external_samples="positive", correction="truncated_is"),
+        Arm("adaptive", 2, 2, "adaptive"),
+    )
     regimes = (Regime("sparse", 2, 5), Regime("dense", 4, 10))
     return Settings(
         out=out,
@@ -156,55 +272,107 @@ def warmstart_mix(index: int, focus: float) -> list[dict[str, Any]]:
     return [{"dataset": f, "weight": focus if f == own else rest} for f in FAMILIES]
 
 
-def node_config(
-    s: Settings, regime: Regime, arm: Arm, seed: int, index: int, data_dir: Path, swarm: dict[str, Any]
-) -> dict[str, Any]:
-    """The NodeConfig (as a dict) of node ``index`` in one arm; identical across arms but for sampling."""
+def _sources(regime: Regime) -> list[dict[str, Any]]:
+    extra = {"config": {"digits": regime.digits}} if regime.digits != 1 else {}
+    return [{"dataset": f, **extra} for f in FAMILIES]
+
+
+def tiny_section(s: Settings, regime: Regime, index: int) -> dict[str, Any]:
+    """The embedded model of node ``index``: a specialist's warm-start mix, or the even mix when the
+    regime is homogeneous (then every node loads the same weights, built once with node 0's seed)."""
     hidden = s.hidden_size
+    focus = 1.0 / len(FAMILIES) if regime.homogeneous else s.warmstart_focus
+    extra = {"config": {"digits": regime.digits}} if regime.digits != 1 else {}
     return {
-        "node": {
-            "name": f"n{index}",
-            "data_dir": str(data_dir),
-            "seed": node_seed(seed, index),
-            "rounds": s.rounds,
-            "eval_every": 0,
-            "threads": 1,
-            "metrics_port": -1,
-            "checkpoint_every": max(1, s.rounds),
-            "keep_checkpoints": 1,
-            "record_rollouts": False,
-            "progress": "plain",
-            "log_level": "warning",
+        "hidden_size": hidden,
+        "layers": s.layers,
+        "heads": 4 if hidden % 4 == 0 else 1,
+        "intermediate_size": 2 * hidden,
+        "warmstart_steps": regime.warmstart_steps,
+        "warmstart_sources": [{**m, **extra} for m in warmstart_mix(index, focus)],
+    }
+
+
+def node_config(
+    s: Settings,
+    regime: Regime,
+    arm: Arm,
+    seed: int,
+    index: int,
+    data_dir: Path,
+    swarm: dict[str, Any],
+    model_path: Path | None = None,
+) -> dict[str, Any]:
+    """The NodeConfig (as a dict) of node ``index`` in one arm; identical across arms but for sampling.
+
+    With ``s.base_config`` (a user's node config) the model, tasks, rewards, generation and trainer come from
+    it; the experiment sets only the node, sampling and swarm sections (and synchronous training). A
+    ``model_path`` (homogeneous regimes) replaces the model name: every node loads the same weights.
+    """
+    node = {
+        "name": f"n{index}",
+        "data_dir": str(data_dir),
+        "seed": node_seed(seed, index),
+        "rounds": s.rounds,
+        "eval_every": 0,
+        "threads": 1,
+        "metrics_port": -1,
+        "control_port": -1,
+        "checkpoint_every": max(1, s.rounds),
+        "keep_checkpoints": 1,
+        "record_rollouts": False,
+        "progress": "plain",
+        "log_level": "warning",
+    }
+    swarm_section = {
+        **swarm,
+        "publish_groups": s.budget,
+        "max_publish_per_second": 10_000.0,
+        "rate": {"messages_per_second": 10_000.0, "burst": 10_000},
+        "pool": {"per_peer_share": 1.0},
+    }
+    if s.base_config is not None:
+        cfg = copy.deepcopy(s.base_config)
+        cfg.pop("swarm", None)
+        cfg["node"] = {**cfg.get("node", {}), **node}
+        cfg.setdefault("trainer", {})["max_staleness"] = 0
+        cfg["sampling"] = arm.sampling(s.fill_with_local)
+        cfg["swarm"] = swarm_section
+        if model_path is not None:
+            cfg.setdefault("model", {})["name"] = str(model_path)
+        return cfg
+    model: dict[str, Any] = {"tiny": tiny_section(s, regime, index)}
+    if model_path is not None:
+        model["name"] = str(model_path)
+    return {
+        "node": node,
+        "model": model,
+        "tasks": {"sources": _sources(regime), "eval_questions": s.eval_questions},
+        "generation": {
+            "num_completions": regime.completions,
+            "max_new_tokens": regime.max_new_tokens or s.max_new_tokens,
         },
-        "model": {
-            "tiny": {
-                "hidden_size": hidden,
-                "layers": s.layers,
-                "heads": 4 if hidden % 4 == 0 else 1,
-                "intermediate_size": 2 * hidden,
-                "warmstart_steps": regime.warmstart_steps,
-                "warmstart_sources": warmstart_mix(index, s.warmstart_focus),
-            }
-        },
-        "tasks": {"sources": [{"dataset": f} for f in FAMILIES], "eval_questions": s.eval_questions},
-        "generation": {"num_completions": regime.completions, "max_new_tokens": s.max_new_tokens},
         # Synchronous, as in the paper: a round's external groups meet a policy that saw the previous round.
         "trainer": {"lr": s.lr, "max_staleness": 0},
-        "sampling": {
-            "local_groups": arm.local,
-            "external_groups": arm.external,
-            "strategy": arm.strategy,
-            "filter_local": arm.filter_local,
-            "fill_with_local": s.fill_with_local,
-        },
-        "swarm": {
-            **swarm,
-            "publish_groups": s.budget,
-            "max_publish_per_second": 10_000.0,
-            "rate": {"messages_per_second": 10_000.0, "burst": 10_000},
-            "pool": {"per_peer_share": 1.0},
-        },
+        "sampling": arm.sampling(s.fill_with_local),
+        "swarm": swarm_section,
     }
+
+
+def shared_model(s: Settings, regime: Regime, seed: int, root: Path) -> Path:
+    """Homogeneous regimes: the one embedded model every node starts from (built once per seed, cached)."""
+    from swarmrl.config import NodeConfig
+    from swarmrl.trainer.policy import build_embedded, embedded_fingerprint
+
+    cfg = NodeConfig.model_validate(
+        node_config(
+            replace(s, base_config=None), regime, Arm("x", 1, 0), seed, 0, root, {"transport": "none"}
+        )
+    )
+    path = root / f"shared-{embedded_fingerprint(cfg.model, cfg.tasks, node_seed(seed, 0))}"
+    if not (path / "config.json").is_file():
+        build_embedded(cfg.model, cfg.tasks, node_seed(seed, 0), path)
+    return path
 
 
 def _free_port() -> int:
@@ -322,10 +490,9 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
     for n, start in zip(nodes, before, strict=True):
         final = await asyncio.to_thread(greedy_eval, n)
         records = [r for r in read_journal(n.data_dir / "journal.log") if r.get("kind") == "round"]
-        series: dict[str, Any] = {
-            key: [round(float(r[key]), 4) for r in records] for key in SERIES if key != "round_seconds"
-        }
-        series["round_seconds"] = statistics.median([r["round_seconds"] for r in records]) if records else 0.0
+        series: dict[str, Any] = {key: [round(float(r[key]), 4) for r in records] for key in SERIES}
+        is_w = [float(r["external_is_weight"]) for r in records if r.get("external_is_weight") is not None]
+        series["external_is_weight_mean"] = round(statistics.fmean(is_w), 4) if is_w else None
         out.append(
             {
                 "name": n.cfg.node.name,
@@ -341,12 +508,21 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
 
 
 def run_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any]:
-    """All arms of one (regime, seed): same nodes, same warm-started weights, one arm after another."""
+    """All arms of one (regime, seed): same nodes, same warm-started weights, one arm after another.
+
+    Each finished arm is cached on its own (``runs/<regime>-seed<seed>/<arm>.json``, keyed by everything it
+    depends on), so adding an arm or changing the default re-runs only what changed."""
     _quiet_logs()
     unit = s.out / "runs" / f"{regime.name}-seed{seed}"
     models = unit / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    shared = shared_model(s, regime, seed, models) if regime.homogeneous else None
     results: dict[str, Any] = {}
     for arm in s.arms:
+        cached = _finished_arm(s, regime, seed, arm)
+        if cached is not None:
+            results[arm.name] = cached
+            continue
         t0 = time.perf_counter()
         arm_dir = unit / _slug(arm.name)
         shutil.rmtree(arm_dir, ignore_errors=True)
@@ -356,37 +532,40 @@ def run_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any]:
             d.mkdir(parents=True)
             (d / "models").symlink_to((models / d.name).resolve(), target_is_directory=True)
         swarm = _swarm_sections(s, dirs)
-        cfgs = [node_config(s, regime, arm, seed, i, d, swarm[i]) for i, d in enumerate(dirs)]
+        cfgs = [node_config(s, regime, arm, seed, i, d, swarm[i], shared) for i, d in enumerate(dirs)]
         nodes = asyncio.run(_run_nodes(cfgs, s.transport))
         results[arm.name] = {"nodes": nodes, "seconds": time.perf_counter() - t0}
+        _arm_path(s, regime, seed, arm).write_text(
+            json.dumps({"key": arm_key(s, regime, arm), **results[arm.name]}), encoding="utf-8"
+        )
         log.warning("%s seed %d %-22s %.0fs", regime.name, seed, arm.name, time.perf_counter() - t0)
         if not s.smoke:
             for d in dirs:  # keep the shared models, drop checkpoints and journals (summarised above)
                 shutil.rmtree(d, ignore_errors=True)
-    doc = {"regime": regime.name, "seed": seed, "key": unit_key(s, regime), "arms": results}
-    _unit_path(s, regime, seed).write_text(json.dumps(doc), encoding="utf-8")
-    return doc
+    return {"regime": regime.name, "seed": seed, "arms": results}
 
 
-def unit_key(s: Settings, regime: Regime) -> str:
-    """What a unit's results depend on: a finished unit with the same key is reused (resume)."""
+def arm_key(s: Settings, regime: Regime, arm: Arm) -> str:
+    """What one arm's results depend on (a finished arm with the same key is reused: resume, new arms)."""
     fields = asdict(
-        replace(s, out=Path("."), seeds=(), workers=0, regimes=(regime,), ma_window=0, smoke=False)
+        replace(s, out=Path("."), seeds=(), workers=0, arms=(), regimes=(regime,), ma_window=0, smoke=False)
     )
+    fields["arm"] = arm.sampling(s.fill_with_local)
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _unit_path(s: Settings, regime: Regime, seed: int) -> Path:
-    return s.out / "runs" / f"{regime.name}-seed{seed}.json"
+def _arm_path(s: Settings, regime: Regime, seed: int, arm: Arm) -> Path:
+    return s.out / "runs" / f"{regime.name}-seed{seed}" / f"{_slug(arm.name)}.json"
 
 
-def _finished_unit(s: Settings, regime: Regime, seed: int) -> dict[str, Any] | None:
-    path = _unit_path(s, regime, seed)
+def _finished_arm(s: Settings, regime: Regime, seed: int, arm: Arm) -> dict[str, Any] | None:
     try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        doc: dict[str, Any] = json.loads(_arm_path(s, regime, seed, arm).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return doc if doc.get("key") == unit_key(s, regime) else None
+    if doc.pop("key", None) != arm_key(s, regime, arm):
+        return None
+    return doc
 
 
 def _slug(name: str) -> str:
@@ -414,10 +593,8 @@ def run_experiment(s: Settings) -> dict[str, Any]:
     s.out.mkdir(parents=True, exist_ok=True)
     units = [(r, seed) for r in s.regimes for seed in s.seeds]
     t0 = time.perf_counter()
-    done = {(r.name, seed): _finished_unit(s, r, seed) for r, seed in units}
-    todo = [(r, seed) for r, seed in units if done[(r.name, seed)] is None]
-    if len(todo) < len(units):
-        log.warning("reusing %d finished unit(s) from %s", len(units) - len(todo), s.out / "runs")
+    done: dict[tuple[str, int], dict[str, Any] | None] = {(r.name, seed): None for r, seed in units}
+    todo = units  # finished arms inside each unit are reused by run_unit
     if s.workers <= 1 or len(todo) <= 1:
         for r, seed in todo:
             done[(r.name, seed)] = run_unit(s, r, seed)
@@ -427,7 +604,7 @@ def run_experiment(s: Settings) -> dict[str, Any]:
             futures = {(r.name, seed): pool.submit(run_unit, s, r, seed) for r, seed in todo}
             for k, f in futures.items():
                 done[k] = f.result()
-    results = [done[(r.name, seed)] for r, seed in units]
+    results = [u for u in (done[(r.name, seed)] for r, seed in units) if u is not None]
     doc = {
         "settings": _settings_doc(s),
         "wall_seconds": time.perf_counter() - t0,
@@ -459,6 +636,26 @@ def with_minutes(s: Settings, minutes: float, seconds_per_node_round: float) -> 
 SECONDS_PER_NODE_ROUND_PER_COMPLETION = 0.032
 
 
+#: Sections a ``--config FILE`` contributes (the experiment owns node, sampling and swarm).
+CONFIG_SECTIONS = ("model", "tasks", "generation", "trainer", "rewards")
+
+
+def config_regime(path: Path) -> tuple[Regime, dict[str, Any]]:
+    """A user's node config as the experiment's one regime: its model, tasks, rewards, generation and
+    trainer, validated like ``config check`` (a bad file raises ConfigError naming the field)."""
+    from swarmrl.config import load_config
+
+    cfg = load_config(path, env={})
+    dumped = cfg.model_dump(mode="json")
+    base = {k: dumped[k] for k in CONFIG_SECTIONS}
+    regime = Regime(
+        path.stem or "config",
+        completions=cfg.generation.num_completions,
+        warmstart_steps=cfg.model.tiny.warmstart_steps,
+    )
+    return regime, base
+
+
 def settings_from_flags(
     out: Path,
     minutes: float,
@@ -471,38 +668,67 @@ def settings_from_flags(
     fill: bool,
     smoke: bool,
     arms: list[str] | None = None,
+    config: Path | None = None,
+    hidden_size: int | None = None,
+    layers: int | None = None,
+    warmstart_steps: int | None = None,
 ) -> Settings:
-    """Settings from the CLI flags; ``rounds`` wins over ``minutes``; ``arms`` picks a subset of the
-    default arms by name (the B/0 baseline is always kept, first)."""
+    """Settings from the CLI flags; ``rounds`` wins over ``minutes``; ``arms`` picks arms by name from
+    :func:`all_arms` (the B/0 baseline and the ``default`` arm always run, first); ``config`` runs the user's
+    model, tasks and rewards as the one regime; ``hidden_size``/``layers``/``warmstart_steps`` make a
+    stronger (or weaker) embedded policy than the built-in tiny one."""
     if transport not in ("memory", "libp2p"):
         raise ConfigError("--transport", f"must be 'memory' or 'libp2p', got {transport!r}")
     tr: Transport = "libp2p" if transport == "libp2p" else "memory"
     if smoke:
-        return replace(smoke_settings(out, tr), fill_with_local=fill)
-    known = {r.name: r for r in default_regimes()}
-    names = regimes or list(known)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError("--regime", f"unknown regime(s) {unknown}; choose from {sorted(known)}")
+        smoke_s = replace(smoke_settings(out, tr), fill_with_local=fill)
+        if config is not None:
+            regime, base = config_regime(config)
+            # the user's model may be big: one seed, the baseline and the shipped default only
+            smoke_s = replace(smoke_s, regimes=(regime,), base_config=base, seeds=(0,), arms=smoke_s.arms[:2])
+        return smoke_s
     if seeds < 1 or nodes < 2 or workers < 1:
         raise ConfigError("experiment", "needs --seeds >= 1, --nodes >= 2 and --workers >= 1")
+    base_config = None
+    if config is not None:
+        if regimes:
+            raise ConfigError("--regime", "--config FILE is the one regime; drop --regime")
+        regime, base_config = config_regime(config)
+        chosen_regimes: tuple[Regime, ...] = (regime,)
+    else:
+        known = {r.name: r for r in all_regimes()}
+        names = regimes or list(SUITE_REGIMES)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError("--regime", f"unknown regime(s) {unknown}; choose from {list(known)}")
+        chosen_regimes = tuple(known[n] for n in names)
+    if warmstart_steps is not None:
+        if warmstart_steps < 0:
+            raise ConfigError("--warmstart-steps", "must be >= 0")
+        chosen_regimes = tuple(replace(r, warmstart_steps=warmstart_steps) for r in chosen_regimes)
     chosen = default_arms()
     if arms:
-        known_arms = {a.name for a in chosen}
-        wrong = [a for a in arms if a not in known_arms]
+        catalogue = {a.name: a for a in all_arms()}
+        wrong = [a for a in arms if a not in catalogue]
         if wrong:
-            raise ConfigError("--arm", f"unknown arm(s) {wrong}; choose from {[a.name for a in chosen]}")
-        chosen = tuple(a for i, a in enumerate(chosen) if i == 0 or a.name in arms)
+            raise ConfigError("--arm", f"unknown arm(s) {wrong}; choose from {list(catalogue)}")
+        keep = [chosen[0].name, DEFAULT_ARM] + [a for a in arms if a not in (chosen[0].name, DEFAULT_ARM)]
+        chosen = tuple(catalogue[n] for n in keep)
     s = Settings(
         out=out,
         seeds=tuple(range(seeds)),
         nodes=nodes,
         arms=chosen,
-        regimes=tuple(known[n] for n in names),
+        regimes=chosen_regimes,
         transport=tr,
         workers=workers,
         fill_with_local=fill,
+        base_config=base_config,
     )
+    if hidden_size is not None or layers is not None:
+        if (hidden_size is not None and hidden_size < 8) or (layers is not None and layers < 1):
+            raise ConfigError("--hidden-size", "needs --hidden-size >= 8 and --layers >= 1")
+        s = replace(s, hidden_size=hidden_size or s.hidden_size, layers=layers or s.layers)
     if rounds is not None:
         if rounds < 2:
             raise ConfigError("--rounds", "needs at least 2 rounds")

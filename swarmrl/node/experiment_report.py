@@ -7,7 +7,17 @@ Measures (per regime, arm and seed):
 - ``paper_cumulative``: the same sum over the groups *trained on* (``trained_reward_mean``). It counts the
   external groups that survived the sampler's filter, so it is biased upward for every arm that samples
   with a filter; shown because it is the paper's kind of figure, labelled as such.
-- ``ratio``: cumulative of the arm over cumulative of the B/0 baseline *of the same seed* (paired).
+- ``reward_per_token`` (compute-fair, generation): each node's mean own reward over its first T generated
+  completion tokens, token-weighted, where T is the smallest number of tokens any arm's node of the same
+  seed generated in the run (a node that takes J external groups generates fewer itself: what it reaches per
+  token it spent is the swarm's gift on hardware where generation is most of an RL step); mean over nodes.
+- ``reward_per_second`` (compute-fair, wall): the same over each node's first S seconds of rounds, S the
+  smallest total any arm's node took (nodes share one process, so this includes their contention).
+- ``tokens_to_reach``: generated tokens (swarm total) at which the arm's moving-average own reward first
+  reaches the B/0 baseline's final moving average, as a share of the baseline's total tokens (None: never).
+- ``eval_accuracy``: greedy exact-match accuracy on held-out questions after the last round (mean over nodes).
+- ``paired_to_baseline``: per measure, the arm's value over the B/0 baseline's *of the same seed*
+  (ratio) and minus it (difference), mean ± sd/se over seeds, wins, and a verdict.
 - ``oscillation``: standard deviation, over the last half of the rounds, of the moving average of the
   swarm's per-round reward (mean over nodes).
 - greedy exact-match accuracy per node after the last round, on held-out questions never trained on.
@@ -72,8 +82,81 @@ def swarm_curve(nodes: list[dict[str, Any]]) -> list[float]:
     return [_mean([n["reward_mean"][r] for n in nodes]) for r in range(length)]
 
 
+def budget_mean(values: list[float], costs: list[float], budget: float) -> float:
+    """Cost-weighted mean of ``values`` over the first ``budget`` units of cost (the last round counts with
+    the part of its cost that fits): the mean own reward a node showed while spending that budget."""
+    if budget <= 0:
+        return float("nan")
+    acc, spent = 0.0, 0.0
+    for v, c in zip(values, costs, strict=False):
+        take = min(c, budget - spent)
+        if take <= 0:
+            break
+        acc += v * take
+        spent += take
+    return acc / spent if spent > 0 else float("nan")
+
+
+def tokens_to_reach(
+    curve: list[float], tokens: list[float], target: float, window: int, base_total: float
+) -> float | None:
+    """Tokens (as a share of ``base_total``) after which the moving average of ``curve`` first reaches
+    ``target``; None when it never does."""
+    total = 0.0
+    for ma, t in zip(moving_average(curve, window), tokens, strict=False):
+        total += t
+        if ma >= target:
+            return total / base_total if base_total > 0 else None
+    return None
+
+
+def _node_costs(nodes: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(sum(n.get(key) or [])) for n in nodes]
+
+
+def compute_fair(runs: dict[str, dict[str, Any]], base: str, window: int) -> dict[str, dict[str, Any]]:
+    """Measures (b), (c) and tokens-to-reach of every arm of one (regime, seed), from the arms' nodes."""
+    arms = list(runs)
+    n_nodes = min(len(runs[a]["nodes"]) for a in arms)
+    tok_budget = [
+        min(_node_costs(runs[a]["nodes"], "generation_tokens")[i] for a in arms) for i in range(n_nodes)
+    ]
+    sec_budget = [
+        min(_node_costs(runs[a]["nodes"], "round_seconds")[i] for a in arms) for i in range(n_nodes)
+    ]
+    base_nodes = runs[base]["nodes"]
+    base_curve = swarm_curve(base_nodes)
+    late = max(1, min(window, len(base_curve)))
+    target = _mean(moving_average(base_curve, window)[-late:]) if base_curve else float("nan")
+    base_total = sum(_node_costs(base_nodes, "generation_tokens"))
+    out: dict[str, dict[str, Any]] = {}
+    for arm in arms:
+        nodes = runs[arm]["nodes"][:n_nodes]
+        length = min(len(n["reward_mean"]) for n in nodes)
+        swarm_tokens = [
+            sum(float((n.get("generation_tokens") or [0] * length)[r]) for n in nodes) for r in range(length)
+        ]
+        out[arm] = {
+            "reward_per_token": _mean(
+                [
+                    budget_mean(n["reward_mean"], n.get("generation_tokens") or [], b)
+                    for n, b in zip(nodes, tok_budget, strict=True)
+                ]
+            ),
+            "reward_per_second": _mean(
+                [
+                    budget_mean(n["reward_mean"], n.get("round_seconds") or [], b)
+                    for n, b in zip(nodes, sec_budget, strict=True)
+                ]
+            ),
+            "tokens": sum(_node_costs(nodes, "generation_tokens")),
+            "tokens_to_reach": tokens_to_reach(swarm_curve(nodes), swarm_tokens, target, window, base_total),
+        }
+    return out
+
+
 def run_summary(nodes: list[dict[str, Any]], window: int) -> dict[str, Any]:
-    """Measures of one (regime, arm, seed) run."""
+    """Measures of one (regime, arm, seed) run that need no other arm."""
     curve = swarm_curve(nodes)
     ma = moving_average(curve, window)
     late = max(1, len(curve) // 4)
@@ -136,29 +219,50 @@ def verdict(p: dict[str, float]) -> str:
     return "tie"
 
 
+#: The measures paired to the baseline (in this order in the JSON and the tables).
+MEASURES = ("cumulative", "reward_per_token", "reward_per_second", "eval_accuracy")
+
+
 def summarise(doc: dict[str, Any]) -> dict[str, Any]:
     """Per regime and arm: per-seed measures, their mean and spread, paired ratios to the baseline."""
     settings = doc["settings"]
     arms = [a["name"] for a in settings["arms"]]
     base = arms[0]
+    window = settings["ma_window"]
     out: dict[str, Any] = {}
     for regime in [r["name"] for r in settings["regimes"]]:
         units = sorted((u for u in doc["units"] if u["regime"] == regime), key=lambda u: u["seed"])
-        runs = {
-            arm: [run_summary(u["arms"][arm]["nodes"], settings["ma_window"]) for u in units] for arm in arms
-        }
-        base_cum = [r["cumulative"] for r in runs[base]]
+        runs = {arm: [run_summary(u["arms"][arm]["nodes"], window) for u in units] for arm in arms}
+        fair = [compute_fair(u["arms"], base, window) for u in units]
+        for arm in arms:
+            for r, f in zip(runs[arm], fair, strict=True):
+                r.update(f[arm])
         rows: dict[str, Any] = {}
         for arm in arms:
             rs = runs[arm]
             cum = [r["cumulative"] for r in rs]
             n_nodes = len(rs[0]["nodes"])
+            reach = [r["tokens_to_reach"] for r in rs]
             rows[arm] = {
                 "seeds": [u["seed"] for u in units],
                 "cumulative": cum,
                 "cumulative_mean": _mean(cum),
                 "cumulative_sd": _sd(cum),
-                "paired_to_baseline": _paired(cum, base_cum),
+                "paired_to_baseline": {
+                    m: _paired([r[m] for r in rs], [r[m] for r in runs[base]]) for m in MEASURES
+                },
+                **{f"{m}_per_seed": [r[m] for r in rs] for m in MEASURES[1:]},
+                "tokens_per_seed": [r["tokens"] for r in rs],
+                "tokens_ratio_mean": _mean(
+                    [
+                        r["tokens"] / b["tokens"] if b["tokens"] else float("nan")
+                        for r, b in zip(rs, runs[base], strict=True)
+                    ]
+                ),
+                "tokens_to_reach_per_seed": reach,
+                "tokens_to_reach_mean": _mean([x for x in reach if x is not None]),
+                "tokens_to_reach_se": _se([x for x in reach if x is not None]),
+                "reached": sum(1 for x in reach if x is not None),
                 "paper_cumulative_mean": _mean([r["paper_cumulative"] for r in rs]),
                 "paper_cumulative_sd": _sd([r["paper_cumulative"] for r in rs]),
                 "zero_adv_fraction": _mean([r["zero_adv_fraction"] for r in rs]),
@@ -207,13 +311,16 @@ def _checks(settings: dict[str, Any], rows: dict[str, Any], base: str) -> dict[s
     checks["best_fixed_split"] = best
     if "adaptive" in rows:
         ad = rows["adaptive"]["cumulative"]
-        checks["adaptive_vs_baseline"] = verdict(rows["adaptive"]["paired_to_baseline"])
+        checks["adaptive_vs_baseline"] = verdict(rows["adaptive"]["paired_to_baseline"]["cumulative"])
         vs_best = _paired(ad, rows[best]["cumulative"])
         checks["adaptive_vs_best_fixed"] = {**vs_best, "verdict": verdict(vs_best)}
     for arm, row in rows.items():
         checks.setdefault("verdicts_vs_baseline", {})[arm] = (
-            "baseline" if arm == base else verdict(row["paired_to_baseline"])
+            "baseline" if arm == base else verdict(row["paired_to_baseline"]["cumulative"])
         )
+        checks.setdefault("verdicts_by_measure", {})[arm] = {
+            m: "baseline" if arm == base else verdict(row["paired_to_baseline"][m]) for m in MEASURES
+        }
     return checks
 
 
@@ -251,7 +358,7 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for arm, row in rows.items():
-            p = row["paired_to_baseline"]
+            p = row["paired_to_baseline"]["cumulative"]
             lines.append(
                 f"| {arm} | {row['realised_external']:.2f} | {_fmt(row['cumulative_mean'])} ± "
                 f"{_fmt(row['cumulative_sd'])} | {p['ratio_mean']:.3f} ± {p['ratio_sd']:.3f} "
@@ -260,6 +367,7 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
                 f"{row['zero_adv_fraction']:.2f} | {row['oscillation_mean']:.4f} | "
                 f"{row['eval_accuracy_mean']:.3f} |"
             )
+        lines += fair_table(rows, base, block["checks"])
         paper_base = PAPER["8/0"]
         lines += [
             "",
@@ -325,6 +433,51 @@ def markdown(doc: dict[str, Any], summary: dict[str, Any]) -> str:
             ]
         lines.append("")
     return "\n".join(lines)
+
+
+def _pair_cell(p: dict[str, float], v: str, ratio: bool = True) -> str:
+    if ratio:
+        body = f"x{p['ratio_mean']:.3f} (diff {p['diff_mean']:+.3g} ± {p['diff_se']:.2g})"
+    else:
+        body = f"{p['diff_mean']:+.3f} ± {p['diff_se']:.3f}"
+    return f"{body} {'**' + v + '**' if v != 'tie' else v}"
+
+
+def fair_table(rows: dict[str, Any], base: str, checks: dict[str, Any]) -> list[str]:
+    """Measures (a)-(d) paired to the baseline side by side, with the token cost and tokens-to-reach."""
+    lines = [
+        "",
+        f"Paired to {base} per seed (ratio of means, difference ± standard error over seeds, verdict beyond two "
+        "standard errors): (a) cumulative own reward, (b) own reward over the same number of generated "
+        "tokens, (c) own reward over the same node wall-seconds, (d) greedy held-out accuracy after training "
+        "(difference). Tokens = own generated completion tokens relative to the baseline; to-reach = tokens "
+        f"at which the arm first matched {base}'s final own reward, as a share of {base}'s tokens (seeds "
+        "that reached it).",
+        "",
+        "| arm | (a) cumulative | (b) per token | (c) per second | (d) greedy acc | tokens | to reach |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for arm, row in rows.items():
+        if arm == base:
+            lines.append(
+                f"| {arm} | {row['cumulative_mean']:.1f} | baseline | baseline | "
+                f"{row['eval_accuracy_mean']:.3f} | 1 | 1 |"
+            )
+            continue
+        p, v = row["paired_to_baseline"], checks["verdicts_by_measure"][arm]
+        reach = (
+            f"{row['tokens_to_reach_mean']:.2f} ({row['reached']}/{len(row['seeds'])})"
+            if row["reached"]
+            else f"never (0/{len(row['seeds'])})"
+        )
+        lines.append(
+            f"| {arm} | {_pair_cell(p['cumulative'], v['cumulative'])} | "
+            f"{_pair_cell(p['reward_per_token'], v['reward_per_token'])} | "
+            f"{_pair_cell(p['reward_per_second'], v['reward_per_second'])} | "
+            f"{_pair_cell(p['eval_accuracy'], v['eval_accuracy'], ratio=False)} | "
+            f"{row['tokens_ratio_mean']:.2f} | {reach} |"
+        )
+    return lines
 
 
 def _compute_minutes(doc: dict[str, Any]) -> float:

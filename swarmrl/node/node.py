@@ -30,11 +30,19 @@ from swarmrl.errors import NodeError, SwarmRLError
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
 from swarmrl.node.progress import Progress
-from swarmrl.node.rollouts import PROMPT_IDS, retokenize, to_samples, train_sequences
+from swarmrl.node.rollouts import (
+    PROMPT_IDS,
+    ExternalPolicy,
+    retokenize,
+    sequence_logprob,
+    to_samples,
+    train_sequences,
+)
 from swarmrl.node.validate import build_reward_pipeline
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
+from swarmrl.swarm.sampler import HAS_SIGNAL
 from swarmrl.tasks import Task, TaskSampler, build_source
 from swarmrl.trainer.checkpoint import load_latest, restore_rng, rng_state, save_checkpoint
 from swarmrl.trainer.generation import Generator, SamplingParams, build_generator
@@ -81,6 +89,11 @@ class Node:
         self._weights_lock = threading.Lock()
         self._ckpt_task: asyncio.Task[None] | None = None
         self._prefetch: dict[int, asyncio.Task[tuple[list[RolloutGroup], list[Task], float, int]]] = {}
+        self._last_external = 0  # external groups trained on last round (predicts the next shortfall)
+        s = cfg.sampling
+        self.external_policy = ExternalPolicy.from_config(
+            s.external_samples, s.offpolicy_correction, s.offpolicy_cap
+        )
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -264,6 +277,9 @@ class Node:
         if isinstance(self.generator, ProcessGenerator) and self.generator.last_version is not None:
             version = self.generator.last_version  # the weights the child actually sampled from
         info = PolicyInfo(self.policy.name, version, self.cfg.node.name)
+        for comps in outs:
+            for c in comps:  # stated to peers (wire field) for their optional off-policy correction
+                c.behaviour_logprob = sequence_logprob(c)
         groups = [
             RolloutGroup(t.ref, t.question, t.answer, comps, info, round=round_, extras={PROMPT_IDS: p})
             for t, comps, p in zip(tasks, outs, prompts, strict=True)
@@ -293,6 +309,7 @@ class Node:
         samples, scored = self.score(groups, tasks)
         for g, smp, sc in zip(groups, samples, scored, strict=True):
             self._ext_cache[id(g)] = (g, smp, sc)
+            g.extras[HAS_SIGNAL] = not sc.zero_variance  # dense per-token rewards count as signal
         return [sc.totals for sc in scored]
 
     def _find_task(self, group: RolloutGroup) -> Task | None:
@@ -309,7 +326,9 @@ class Node:
             if g.origin == "local" and g.policy.version < version:
                 # Stale: the policy being updated is the behaviour reference when the group enters the batch.
                 g.extras["stale"] = True
-        seqs = train_sequences(self.policy, local, samples, scored, self.cfg.trainer.advantage)
+        seqs = train_sequences(
+            self.policy, local, samples, scored, self.cfg.trainer.advantage, external=self.external_policy
+        )
         torch.set_num_threads(self._work_threads)
         with self._weights_lock:
             stats = self.learner.step(seqs)
@@ -338,14 +357,24 @@ class Node:
             external = await asyncio.to_thread(
                 self.swarm.sample, cfg.sampling.external_groups, round_, self.rescore_external
             )
+        n_local = cfg.sampling.local_groups
+        if cfg.sampling.fill_with_local:
+            n_local += cfg.sampling.external_groups - len(external)
         pending = self._prefetch.pop(round_, None)
         if pending is not None:
             local, tasks, gen_s, gen_tokens = await pending
+            if len(local) < n_local:  # the pool gave fewer useful groups than predicted: the shortfall now
+                more, more_tasks, more_s, more_tokens = await asyncio.to_thread(
+                    self.generate_local, round_, n_local - len(local)
+                )
+                local, tasks = local + more, tasks + more_tasks
+                gen_s, gen_tokens = gen_s + more_s, gen_tokens + more_tokens
+            # More than needed (the pool gave more than predicted): the surplus is not trained on; its
+            # generation cost stays counted in generation_tokens.
+            local, tasks = local[:n_local], tasks[:n_local]
         else:
-            n_local = cfg.sampling.local_groups
-            if cfg.sampling.fill_with_local:
-                n_local += cfg.sampling.external_groups - len(external)
             local, tasks, gen_s, gen_tokens = await asyncio.to_thread(self.generate_local, round_, n_local)
+        self._last_external = len(external)
         self._launch_prefetch(round_ + 1)
         local_tasks: list[Task | None] = list(tasks)
         own_samples, own_scored = await asyncio.to_thread(self.score, local, local_tasks)
@@ -395,6 +424,7 @@ class Node:
             "clip_fraction": stats.clip_fraction,
             "clip_fraction_by_origin": stats.clip_fraction_by_origin,
             "ratio_mean_by_origin": stats.ratio_mean_by_origin,
+            "external_is_weight": stats.external_is_weight,
             "generation_tokens": gen_tokens,
             "generation_seconds": gen_s,
             "tokens_per_second": gen_tokens / gen_s if gen_s > 0 else 0.0,
@@ -406,11 +436,13 @@ class Node:
         return RoundResult(round_, record, local)
 
     def _local_budget(self) -> int:
+        """Own groups to generate ahead for the next round: I, plus with ``fill_with_local`` the shortfall
+        predicted from this round's realised J (the next round corrects a wrong guess: it generates the rest,
+        or leaves the surplus untrained), so a round trains on I + J groups as in the synchronous loop."""
         s = self.cfg.sampling
         if not s.fill_with_local:
             return s.local_groups
-        available = min(s.external_groups, self.swarm.pool_size()) if self.swarm is not None else 0
-        return s.local_groups + s.external_groups - available
+        return s.local_groups + s.external_groups - self._last_external
 
     def _launch_prefetch(self, round_: int) -> None:
         """With ``max_staleness`` > 0, generate round ``round_`` while the current round trains.

@@ -127,7 +127,7 @@ def group_to_pb(group: RolloutGroup) -> swarm_pb2.RolloutGroup:
         ),
         question=group.question,
         answer=group.answer,
-        completions=[swarm_pb2.Completion(text=c.text, finished=c.finished) for c in group.completions],
+        completions=[_completion_to_pb(c) for c in group.completions],
         policy=swarm_pb2.PolicyInfo(
             model=group.policy.model, version=group.policy.version, node=group.policy.node
         ),
@@ -162,6 +162,23 @@ def check_group(pb: swarm_pb2.RolloutGroup, limits: Limits) -> None:
         raise ProtocolError("malformed", f"{len(rewards)} advisory rewards for {n} completions")
     if not all(math.isfinite(r) for r in rewards):
         raise ProtocolError("malformed", "advisory rewards must be finite")
+    for c in pb.completions:
+        if c.HasField("behaviour_logprob") and not (
+            math.isfinite(c.behaviour_logprob) and c.behaviour_logprob <= 0.0
+        ):
+            raise ProtocolError("malformed", "a behaviour log-prob must be finite and <= 0")
+
+
+def _completion_to_pb(c: Completion) -> swarm_pb2.Completion:
+    pb = swarm_pb2.Completion(text=c.text, finished=c.finished)
+    if c.behaviour_logprob is not None:
+        pb.behaviour_logprob = c.behaviour_logprob
+    return pb
+
+
+def _completion_from_pb(pb: swarm_pb2.Completion) -> Completion:
+    lp = pb.behaviour_logprob if pb.HasField("behaviour_logprob") else None
+    return Completion(text=pb.text, finished=pb.finished, behaviour_logprob=lp)
 
 
 def group_from_pb(pb: swarm_pb2.RolloutGroup, peer: str, limits: Limits) -> RolloutGroup:
@@ -171,7 +188,7 @@ def group_from_pb(pb: swarm_pb2.RolloutGroup, peer: str, limits: Limits) -> Roll
         task=task_from_pb(pb.task),
         question=pb.question,
         answer=pb.answer,
-        completions=[Completion(text=c.text, finished=c.finished) for c in pb.completions],
+        completions=[_completion_from_pb(c) for c in pb.completions],
         policy=PolicyInfo(model=pb.policy.model, version=pb.policy.version, node=pb.policy.node),
         advisory_rewards=list(pb.advisory_rewards),
         origin="external",

@@ -198,21 +198,31 @@ class Completion(_message.Message):
 
     TEXT_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    BEHAVIOUR_LOGPROB_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The completion text; receivers re-tokenize it with their own tokenizer."""
     finished: _builtins.bool
     """False when generation stopped at the token limit instead of an end-of-sequence token."""
+    behaviour_logprob: _builtins.float
+    """Optional: log-probability of the whole completion under the sender's behaviour policy (sum over the
+    sender's own tokens; tokenizer-independent as a number). Receivers may use it for a truncated
+    importance weight pi_receiver / pi_sender, capped (see docs/sapo.md), so a lie gains at most the cap.
+    Absent in old envelopes (and from senders that do not fill it): no correction for that completion.
+    """
     def __init__(
         self,
         *,
         text: _builtins.str = ...,
         finished: _builtins.bool = ...,
+        behaviour_logprob: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_behaviour_logprob", b"_behaviour_logprob", "behaviour_logprob", b"behaviour_logprob"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finished", b"finished", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_behaviour_logprob", b"_behaviour_logprob", "behaviour_logprob", b"behaviour_logprob", "finished", b"finished", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__behaviour_logprob: _TypeAlias = _typing.Literal["behaviour_logprob"]  # noqa: Y015
+    _WhichOneofArgType__behaviour_logprob: _TypeAlias = _typing.Literal["_behaviour_logprob", b"_behaviour_logprob"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__behaviour_logprob) -> _WhichOneofReturnType__behaviour_logprob | None: ...
 
 Global___Completion: _TypeAlias = Completion  # noqa: Y015
 

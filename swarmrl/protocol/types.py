@@ -40,6 +40,10 @@ class Completion:
     token_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     finished: bool = True
+    #: Sequence log-prob under the generating policy as the sender stated it (wire field; None = not sent).
+    #: For own completions it is filled at publish time from ``logprobs``; never trusted beyond a capped
+    #: importance weight.
+    behaviour_logprob: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,21 @@ Strategy = Literal["nonzero_advantage_uniform", "uniform", "top_reward", "adapti
 Rescore = Callable[[list[RolloutGroup]], list[list[float]]]
 
 _EQUAL_TOL = 1e-9
+#: ``RolloutGroup.extras`` key a rescorer may set: whether the group carries any learning signal under the
+#: local pipeline (e.g. dense per-token rewards that differ while the totals are equal). Without it the
+#: sampler falls back to "the totals are not all equal".
+HAS_SIGNAL = "has_signal"
 
 
 def has_advantage(rewards: list[float]) -> bool:
     """True when a group's rewards are not all equal (GRPO advantages are not all zero)."""
     return bool(rewards) and max(rewards) - min(rewards) > _EQUAL_TOL
+
+
+def has_signal(group: RolloutGroup) -> bool:
+    """True when a re-scored group gives a gradient: the rescorer's verdict, else unequal total rewards."""
+    flag = group.extras.get(HAS_SIGNAL)
+    return bool(flag) if flag is not None else has_advantage(group.rewards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +166,8 @@ class Sampler:
         if self.strategy == "top_reward":
             ranked = sorted(candidates, key=lambda c: -_mean(c[1].group.rewards))
             return [e.group for e in pool.take([i for i, _ in ranked[:j]])]
-        useful = [i for i, e in candidates if has_advantage(e.group.rewards)]
-        pool.discard([i for i, e in candidates if not has_advantage(e.group.rewards)])
+        useful = [i for i, e in candidates if has_signal(e.group)]
+        pool.discard([i for i, e in candidates if not has_signal(e.group)])
         return [e.group for e in pool.take(useful[:j])]
 
     def _candidates(self, entries: list[tuple[int, PoolEntry]], j: int) -> list[tuple[int, PoolEntry]]:

@@ -7,7 +7,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,6 +37,28 @@ class TrainSequence:
     #: the policy at batch entry (``old_logprobs`` None); these give the decoupled importance weight
     #: min(pi_entry / pi_behaviour, cap) that corrects for the staleness.
     behaviour_logprobs: list[float] | None = None
+    #: For external samples: the sequence log-prob the sender claims for its behaviour policy, and the cap
+    #: of the truncated importance weight min(pi_local / pi_sender, cap) computed at batch entry (see
+    #: :func:`sequence_is_weight`); ``is_cap`` 0 means no correction.
+    sender_logprob: float | None = None
+    is_cap: float = 0.0
+
+
+def sequence_is_weight(local_logprob: float, sender_logprob: float, cap: float) -> float:
+    """Truncated sequence-level importance weight of an external completion: min(pi_local / pi_sender, cap).
+
+    ``local_logprob`` is the completion's log-prob under the receiver's policy at batch entry (sum over the
+    receiver's tokens), ``sender_logprob`` what the sender states for its behaviour policy. Whatever the
+    sender claims, the weight lies in [0, cap]: a peer that understates its log-prob to inflate its
+    samples gains at most the cap (with the default cap 1, no more than an uncorrected sample), and one that
+    overstates it only shrinks its own samples' weight.
+    """
+    if cap <= 0:
+        return 1.0
+    log_w = local_logprob - sender_logprob
+    if not math.isfinite(log_w):
+        return cap if log_w > 0 else 0.0
+    return cap if log_w >= math.log(cap) else math.exp(log_w)
 
 
 @dataclass
@@ -51,41 +73,10 @@ class StepStats:
     sequences: int = 0
     seconds: float = 0.0
     optimizer_steps: int = 0
-
-
-def _collate(
-    seqs: list[TrainSequence], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded [prompt | completion] ids plus per-position tensors aligned to the shifted targets.
-
-    Returns ids, attention mask, completion mask, advantages, old log-probs (NaN where unknown) and a
-    per-row flag "old log-probs known", all with T = width - 1 target positions.
-    """
-    width = max(len(s.prompt_ids) + len(s.completion_ids) for s in seqs)
-    b = len(seqs)
-    ids = torch.full((b, width), pad_id, dtype=torch.long)
-    attn = torch.zeros((b, width), dtype=torch.long)
-    cmask = torch.zeros((b, width - 1))
-    adv = torch.zeros((b, width - 1))
-    old = torch.full((b, width - 1), float("nan"))
-    known = torch.zeros(b, dtype=torch.bool)
-    for row, s in enumerate(seqs):
-        p, c = len(s.prompt_ids), len(s.completion_ids)
-        ids[row, : p + c] = torch.tensor(s.prompt_ids + s.completion_ids)
-        attn[row, : p + c] = 1
-        cmask[row, p - 1 : p + c - 1] = 1.0
-        adv[row, p - 1 : p + c - 1] = torch.tensor(s.advantages, dtype=torch.float32)
-        if s.old_logprobs is not None:
-            old[row, p - 1 : p + c - 1] = torch.tensor(s.old_logprobs, dtype=torch.float32)
-            known[row] = True
-    return (
-        ids.to(device),
-        attn.to(device),
-        cmask.to(device),
-        adv.to(device),
-        old.to(device),
-        known.to(device),
-    )
+    #: Mean truncated importance weight of the external completions that carried a sender log-prob (None:
+    #: no correction this round), and how many there were.
+    external_is_weight: float | None = None
+    external_is_count: int = 0
 
 
 class _Micro:
@@ -274,6 +265,7 @@ class Learner:
                 [s for mb in minibatches[1:] for s in mb if s.old_logprobs is None]
             )
         clip_counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
+        is_sum, is_n = 0.0, 0
         losses, kls, norms = [], [], []
         for mb in minibatches:
             self.optimizer.zero_grad(set_to_none=True)
@@ -302,6 +294,14 @@ class Learner:
                     # Decoupled importance weight for stale samples: pi_entry / pi_behaviour, truncated.
                     log_w = torch.nan_to_num(old - batch.behav, nan=0.0)
                     weight = torch.exp(log_w).clamp(max=cfg.stale_weight_cap)
+                seq_w = _external_weights(micro, old, cmask)
+                if seq_w is not None:
+                    weight = seq_w if weight is None else weight * seq_w
+                    corrected = [
+                        w for s, w in zip(micro, seq_w.squeeze(1).tolist(), strict=True) if s.is_cap > 0
+                    ]
+                    is_sum += sum(corrected)
+                    is_n += len(corrected)
                 ref = None
                 if self.reference is not None:
                     with torch.no_grad():
@@ -352,6 +352,8 @@ class Learner:
         stats.clip_fraction_by_origin = {o: c[0] / max(c[1], 1.0) for o, c in clip_counts.items()}
         stats.ratio_mean_by_origin = {o: c[2] / max(c[1], 1.0) for o, c in clip_counts.items()}
         stats.seconds = time.perf_counter() - t0
+        if is_n:
+            stats.external_is_weight, stats.external_is_count = is_sum / is_n, is_n
         return stats
 
     @torch.no_grad()
@@ -365,6 +367,23 @@ class Learner:
             for row, s in enumerate(micro):
                 out[id(s)] = logp[row][: len(s.completion_ids)]
         return out
+
+
+def _external_weights(
+    micro: list[TrainSequence], old: torch.Tensor, cmask: torch.Tensor
+) -> torch.Tensor | None:
+    """Per-row truncated importance weights ``[B, 1]`` for external samples that carry the sender's
+    sequence log-prob (1 for every other row), or None when no row asks for a correction."""
+    if not any(s.sender_logprob is not None and s.is_cap > 0 for s in micro):
+        return None
+    local = (torch.nan_to_num(old, nan=0.0) * cmask).sum(1).tolist()
+    rows = [
+        sequence_is_weight(lp, s.sender_logprob, s.is_cap)
+        if s.sender_logprob is not None and s.is_cap > 0
+        else 1.0
+        for s, lp in zip(micro, local, strict=True)
+    ]
+    return torch.tensor(rows, dtype=old.dtype, device=old.device).unsqueeze(1)
 
 
 def _adamw(params: list[torch.nn.Parameter], cfg: TrainerSection) -> torch.optim.AdamW:
@@ -389,4 +408,4 @@ def _right_padded(
 
 
 def _with_old(s: TrainSequence, old: list[float]) -> TrainSequence:
-    return TrainSequence(s.prompt_ids, s.completion_ids, s.advantages, old, s.origin, s.behaviour_logprobs)
+    return replace(s, old_logprobs=old)

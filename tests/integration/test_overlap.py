@@ -58,3 +58,45 @@ def test_synchronous_loop_shares_the_policy(tmp_path: Path) -> None:
     assert asyncio.run(node.run()) == 0
     assert node.gen_policy is node.policy
     assert all("stale" not in r["ratio_mean_by_origin"] for r in node.journal.records)
+
+
+def test_overlapped_swarm_keeps_the_budget_i_plus_j(tmp_path: Path) -> None:
+    """With fill_with_local, a round trains on exactly I + J groups in the overlapped pipeline too: the
+    prefetch guesses the shortfall from the last round's realised J and the round corrects the guess (it
+    once used the raw pool size, which counts groups the sampler then drops as flat)."""
+    from swarmrl.swarm.memory import MemoryHub
+
+    async def run() -> list[Node]:
+        hub = MemoryHub()
+        nodes = []
+        for i in range(2):
+            cfg = deep_merge(
+                FAST,
+                {
+                    "node": {
+                        "data_dir": str(tmp_path / f"n{i}"),
+                        "rounds": 12,
+                        "metrics_port": -1,
+                        "control_port": -1,
+                        "seed": i,
+                        "name": f"n{i}",
+                    },
+                    "trainer": {"max_staleness": 1},
+                    # no warm start: (almost) every group is flat, so the pool holds groups the sampler drops
+                    "model": {"tiny": {"warmstart_steps": 0}},
+                    "generation": {"worker": "thread"},
+                    "sampling": {"local_groups": 2, "external_groups": 2, "fill_with_local": True},
+                    "swarm": {"transport": "memory", "publish_groups": 4},
+                },
+            )
+            nodes.append(Node(NodeConfig.model_validate(cfg), hub=hub))
+        await asyncio.gather(*(n.run() for n in nodes))
+        return nodes
+
+    nodes = asyncio.run(run())
+    for n in nodes:
+        records = n.journal.records
+        assert len(records) == 12
+        assert all(r["local_groups"] + r["external_groups"] == 4 for r in records), [
+            (r["local_groups"], r["external_groups"]) for r in records
+        ]

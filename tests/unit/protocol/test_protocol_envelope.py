@@ -109,3 +109,28 @@ def test_base58_round_trip_and_errors() -> None:
         peerid.from_text("0OIl")
     with pytest.raises(ProtocolError):
         peerid.from_text("1" * 100)
+
+
+def test_behaviour_logprob_round_trips_and_is_optional() -> None:
+    g = _group()
+    g.completions[0].behaviour_logprob = -0.3
+    (got,) = wire.decode_batch(wire.encode_batch([g]), "p", wire.Limits())
+    assert got.completions[0].behaviour_logprob == pytest.approx(-0.3)
+    assert got.completions[1].behaviour_logprob is None  # not sent: no correction for that completion
+    # An envelope written before the field existed (no field 3 on the wire) still decodes.
+    old = swarm_pb2.RolloutBatch()
+    pb = old.groups.add()
+    pb.CopyFrom(wire.group_to_pb(_group()))
+    for c in pb.completions:
+        assert not c.HasField("behaviour_logprob")
+    (legacy,) = wire.decode_batch(old.SerializeToString(), "p", wire.Limits())
+    assert [c.behaviour_logprob for c in legacy.completions] == [None, None]
+    assert [c.text for c in legacy.completions] == ["4", "5"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf"), 0.5])
+def test_behaviour_logprob_must_be_a_finite_log_probability(bad: float) -> None:
+    g = _group()
+    g.completions[0].behaviour_logprob = bad
+    with pytest.raises(ProtocolError, match="malformed"):
+        wire.decode_batch(wire.encode_batch([g]), "p", wire.Limits())

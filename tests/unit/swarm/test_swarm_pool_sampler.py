@@ -188,3 +188,23 @@ def test_adaptive_strategy_uses_the_controller() -> None:
     chosen = sampler.sample(pool, 4, exact_match)  # a probe round
     assert sampler.last_j == 2 and len(chosen) == 2
     assert all(has_advantage(g.rewards) for g in chosen)
+
+
+def test_dense_signal_counts_when_the_totals_are_equal() -> None:
+    """A rescorer that sees per-token (dense) rewards marks a group with equal totals as useful; the
+    sampler takes it instead of dropping it as flat. Without the mark, equal totals mean flat."""
+    from swarmrl.swarm.sampler import HAS_SIGNAL
+
+    pool = RolloutPool(max_groups=10, max_age_rounds=8, per_peer_share=1.0)
+    flat_dense, flat = from_peer(1, "p", ["a", "a", "a", "a"]), from_peer(2, "p", ["a", "a", "a", "a"])
+    pool.add([flat_dense, flat], 1)
+
+    def rescore(groups: list[RolloutGroup]) -> list[list[float]]:
+        for g in groups:
+            if g is flat_dense:
+                g.extras[HAS_SIGNAL] = True  # equal outcome, different step rewards
+        return [[0.5] * g.size for g in groups]
+
+    chosen = Sampler("nonzero_advantage_uniform", random.Random(0)).sample(pool, 2, rescore)
+    assert chosen == [flat_dense]
+    assert len(pool) == 0  # the truly flat one left the pool
