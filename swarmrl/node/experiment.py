@@ -173,6 +173,7 @@ def all_arms(budget: int = 8) -> tuple[Arm, ...]:
         Arm(
             f"{add} pos+is", budget, half, fill=False, external_samples="positive", correction="truncated_is"
         ),
+        Arm(f"{budget}+{budget} pos", budget, budget, fill=False, external_samples="positive"),
         Arm("adaptive pos", half, half, "adaptive", external_samples="positive"),
     ]
     return tuple(arms)

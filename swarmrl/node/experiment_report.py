@@ -443,16 +443,26 @@ def _pair_cell(p: dict[str, float], v: str, ratio: bool = True) -> str:
     return f"{body} {'**' + v + '**' if v != 'tie' else v}"
 
 
+def _reach(row: dict[str, Any]) -> str:
+    n = len(row["seeds"])
+    if not row["reached"]:
+        return f"never (0/{n})"
+    se = row["tokens_to_reach_se"]
+    spread = f" ± {se:.2f}" if math.isfinite(se) else ""
+    return f"{row['tokens_to_reach_mean']:.2f}{spread} ({row['reached']}/{n})"
+
+
 def fair_table(rows: dict[str, Any], base: str, checks: dict[str, Any]) -> list[str]:
     """Measures (a)-(d) paired to the baseline side by side, with the token cost and tokens-to-reach."""
     lines = [
         "",
-        f"Paired to {base} per seed (ratio of means, difference ± standard error over seeds, verdict beyond two "
+        f"Paired to {base} per seed (mean paired ratio, difference ± standard error over seeds, verdict beyond two "
         "standard errors): (a) cumulative own reward, (b) own reward over the same number of generated "
         "tokens, (c) own reward over the same node wall-seconds, (d) greedy held-out accuracy after training "
         "(difference). Tokens = own generated completion tokens relative to the baseline; to-reach = tokens "
-        f"at which the arm first matched {base}'s final own reward, as a share of {base}'s tokens (seeds "
-        "that reached it).",
+        f"at which the arm's moving average first matched {base}'s final moving average, as a share of "
+        f"{base}'s total tokens, mean ± se over the seeds that reached it; {base}'s own row shows when it "
+        "first got there itself (on a plateau that is early, so compare arms with it, not with 1).",
         "",
         "| arm | (a) cumulative | (b) per token | (c) per second | (d) greedy acc | tokens | to reach |",
         "|---|---|---|---|---|---|---|",
@@ -461,15 +471,11 @@ def fair_table(rows: dict[str, Any], base: str, checks: dict[str, Any]) -> list[
         if arm == base:
             lines.append(
                 f"| {arm} | {row['cumulative_mean']:.1f} | baseline | baseline | "
-                f"{row['eval_accuracy_mean']:.3f} | 1 | 1 |"
+                f"{row['eval_accuracy_mean']:.3f} | 1 | {_reach(row)} |"
             )
             continue
         p, v = row["paired_to_baseline"], checks["verdicts_by_measure"][arm]
-        reach = (
-            f"{row['tokens_to_reach_mean']:.2f} ({row['reached']}/{len(row['seeds'])})"
-            if row["reached"]
-            else f"never (0/{len(row['seeds'])})"
-        )
+        reach = _reach(row)
         lines.append(
             f"| {arm} | {_pair_cell(p['cumulative'], v['cumulative'])} | "
             f"{_pair_cell(p['reward_per_token'], v['reward_per_token'])} | "
