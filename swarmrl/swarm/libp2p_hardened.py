@@ -14,9 +14,13 @@ messages go to every gossipsub peer subscribed to the topic; receivers drop dupl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+import trio
 from libp2p.abc import INetStream
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -169,3 +173,51 @@ class FloodPublishGossipSub(GossipSub):
                     if peer != origin and self._is_gossipsub_peer(peer):
                         chosen.add(peer)
         return chosen
+
+
+class HandshakeGate:
+    """At most ``limit`` inbound connections in their security/muxer handshake at once, each within
+    ``timeout_s``; when all slots are taken, a new connection *evicts the oldest* pending handshake.
+
+    Refusing the newcomer instead (what a plain semaphore does) lets anyone who keeps ``limit`` stalled
+    handshakes open lock every new peer out; evicting the oldest means an honest handshake, which completes
+    in milliseconds, always gets through unless the attacker opens connections faster than it completes.
+    Installed on a host's network (``install``) before the host listens.
+    """
+
+    def __init__(self, limit: int, timeout_s: float) -> None:
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self._pending: deque[trio.CancelScope] = deque()
+        self.evicted = 0
+        self.timed_out = 0
+
+    def install(self, network: Any) -> None:
+        """Wrap ``network.upgrade_inbound_raw_conn`` (py-libp2p's Swarm) with this gate."""
+        inner: Callable[[Any, Any], Awaitable[Any]] = network.upgrade_inbound_raw_conn
+
+        async def guarded(raw_conn: Any, maddr: Any) -> Any:
+            return await self.run(inner, raw_conn, maddr)
+
+        network.upgrade_inbound_raw_conn = guarded
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self, inner: Callable[[Any, Any], Awaitable[Any]], raw_conn: Any, maddr: Any) -> Any:
+        while len(self._pending) >= self.limit:
+            self._pending.popleft().cancel()
+            self.evicted += 1
+        scope = trio.CancelScope(deadline=trio.current_time() + self.timeout_s)
+        self._pending.append(scope)
+        try:
+            with scope:
+                return await inner(raw_conn, maddr)
+        finally:
+            if scope in self._pending:
+                self._pending.remove(scope)
+        # the scope was cancelled (evicted) or its deadline passed: the caller closes the raw connection
+        if trio.current_time() >= scope.deadline:
+            self.timed_out += 1
+        raise SwarmException("inbound handshake evicted or timed out")
