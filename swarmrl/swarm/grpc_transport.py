@@ -50,6 +50,8 @@ from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Tran
 log = logging.getLogger(__name__)
 
 _FRAME_OVERHEAD = 1024
+#: After a stream's EOF, how long the server waits to tell a clean half-close from a stream gRPC cancelled.
+_ABORT_GRACE_S = 0.25
 #: Metadata key carrying a side's challenge (hex) for the other side's Hello.
 CHALLENGE_KEY = "swarmrl-challenge"
 
@@ -102,6 +104,7 @@ class _Link:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=capacity)
         self.dropped = 0
         self.closed = asyncio.Event()
+        self.eof = False  # the peer's side of the stream ended
 
     def offer(self, data: bytes) -> None:
         if self.queue.full():
@@ -139,7 +142,16 @@ class _Servicer(swarm_pb2_grpc.SwarmPeerServicer):
         if link is None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "handshake refused")
             return
-        await t._serve_link(link, context.read, context.write)
+        try:
+            await t._serve_link(link, context.read, context.write)
+            if link.eof:
+                # A dialler closes its stream with a half-close (EOF) and nothing after. gRPC itself ends a
+                # stream whose message is over its cap: the read sees EOF and the call is then cancelled.
+                await asyncio.sleep(_ABORT_GRACE_S)
+        except asyncio.CancelledError:
+            if link.eof:
+                t._count_reset(link)
+            raise
 
 
 class GrpcTransport(Transport):
@@ -281,14 +293,30 @@ class GrpcTransport(Transport):
         """gRPC fails a call whose message is over its cap; count it like the receive path would."""
         code = getattr(exc, "code", None)
         status = code() if callable(code) else None
-        if status == grpc.StatusCode.RESOURCE_EXHAUSTED or "message larger than max" in str(exc).lower():
-            if self._events is not None:
-                self._events.rejected("oversized")
+        over = status == grpc.StatusCode.RESOURCE_EXHAUSTED or "message larger than max" in str(exc).lower()
+        if over and self._events is not None:
+            self._events.rejected("oversized")
+
+    def _count_reset(self, link: _Link) -> None:
+        """An inbound stream gRPC ended under us: in this protocol that is an envelope over gRPC's message
+        cap (the server fails the call) or a dialler that broke the stream off instead of closing it."""
+        log.info("stream from peer %s ended by gRPC (an envelope over the message cap?)", link.peer_id)
+        if self._events is not None:
+            self._events.rejected("oversized")
 
     # ------------------------------------------------------------------------------------------ links
 
-    async def _serve_link(self, link: _Link, read: ReadFrame, write: WriteFrame) -> None:
-        """Run an authenticated link until either side closes it: read frames, push the queue."""
+    async def _serve_link(
+        self,
+        link: _Link,
+        read: ReadFrame,
+        write: WriteFrame,
+        finish: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Run an authenticated link until either side closes it: read frames, push the queue.
+
+        ``finish`` (the dialler's half-close) runs before the reader is stopped: cancelling a pending read
+        cancels the whole gRPC call, which the server could not tell from a stream gRPC broke off."""
         links = self._links.setdefault(link.peer_id, [])
         links.append(link)
         while len(links) > self.settings.max_links_per_peer:
@@ -322,6 +350,10 @@ class GrpcTransport(Transport):
         except Exception as exc:  # the stream broke (peer gone, cancelled RPC): close this link only
             log.debug("link to peer %s failed: %r", link.peer_id, exc)
         finally:
+            if finish is not None and not reader.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(finish(), 1.0)
+                    await asyncio.wait_for(asyncio.shield(reader), 2.0)  # the server ends the call
             for task in (getter, reader, closer):
                 if task is not None:
                     task.cancel()
@@ -354,6 +386,7 @@ class GrpcTransport(Transport):
                 log.debug("reading from peer %s failed: %r", link.peer_id, exc)
                 return
             if frame is grpc.aio.EOF:
+                link.eof = True
                 return
             if frame.HasField("envelope") and frame.envelope and self._handler is not None:
                 self._handler(frame.envelope, link.peer_id)
@@ -399,7 +432,9 @@ class GrpcTransport(Transport):
             call = stub.Exchange(metadata=((CHALLENGE_KEY, ours.hex()),))
             try:
                 peer = await asyncio.wait_for(self._greet(call, ours), s.handshake_timeout_s)
-                await self._serve_link(_Link(peer, address, s.send_queue), call.read, call.write)
+                await self._serve_link(
+                    _Link(peer, address, s.send_queue), call.read, call.write, finish=call.done_writing
+                )
             finally:
                 call.cancel()
             return True
