@@ -39,8 +39,8 @@ VICTIM: dict[str, Any] = {
     "swarm": {
         "transport": "grpc",
         "grpc": {
-            "handshake_timeout_s": 2.0,
-            **({"idle_timeout_s": 3.0, "keepalive_s": 1.0} if _BOUNDED else {}),
+            "handshake_timeout_s": 4.0,
+            **({"idle_timeout_s": 5.0, "keepalive_s": 1.0} if _BOUNDED else {}),
         },
     },
 }
