@@ -29,7 +29,7 @@ SWARM_NODE: dict[str, Any] = {
     "sampling": {"external_groups": 2, "strategy": "uniform"},
     "swarm": {"publish_groups": 2},
 }
-START_TIMEOUT_S = 150.0
+START_TIMEOUT_S = 400.0
 #: Lines that must never appear in a node's log during these tests.
 BAD_LOG = re.compile(r"Traceback|\bERROR\b|CRITICAL")
 
