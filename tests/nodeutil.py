@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -73,9 +74,18 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str
     )
 
 
-def start_node(args: list[str], log_path: Path, new_session: bool = False) -> subprocess.Popen[bytes]:
-    """``new_session``: the node leads its own process group (signal it and its children with killpg)."""
+def start_node(
+    args: list[str], log_path: Path, new_session: bool = False, nofile: int | None = None
+) -> subprocess.Popen[bytes]:
+    """``new_session``: the node leads its own process group (signal it and its children with killpg).
+    ``nofile``: the node's soft open-file limit (``ulimit -n``)."""
     fh = open(log_path, "ab")  # noqa: SIM115 - owned by the process
+
+    def limit_fds() -> None:
+        if nofile is not None:
+            _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, hard))
+
     return subprocess.Popen(
         [*SWARM_NODE, *args],
         stdout=fh,
@@ -83,6 +93,7 @@ def start_node(args: list[str], log_path: Path, new_session: bool = False) -> su
         env=node_env(),
         cwd=REPO,
         start_new_session=new_session,
+        preexec_fn=limit_fds if nofile is not None else None,
     )
 
 

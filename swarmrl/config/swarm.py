@@ -98,6 +98,25 @@ class LimitsSection(Section):
     max_question_chars: int = Field(
         16_384, ge=16, le=1_000_000, description="Longest question or answer text accepted (characters)."
     )
+    max_ref_chars: int = Field(
+        128,
+        ge=8,
+        le=65_536,
+        description="Longest TaskRef string (source, dataset, config digest) accepted (characters).",
+    )
+    max_meta_chars: int = Field(
+        256,
+        ge=8,
+        le=65_536,
+        description="Longest advisory metadata string (policy model, node name) accepted (characters).",
+    )
+    max_external_completion_chars: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Peers' completions are cut to this many characters at intake (bounds training time on "
+        "external groups); 0 = 8 x generation.max_new_tokens, at least 256.",
+    )
     max_clock_skew_s: float = Field(
         300.0, ge=1, le=86_400, description="Envelopes stamped further in the future than this are refused."
     )
@@ -114,6 +133,16 @@ class RateLimitSection(Section):
 
     messages_per_second: float = Field(5.0, gt=0, le=100_000, description="Sustained envelopes per peer.")
     burst: int = Field(20, ge=1, le=1_000_000, description="Envelopes a peer may send at once (bucket size).")
+    link_messages_per_second: float = Field(
+        50.0,
+        gt=0,
+        le=1_000_000,
+        description="Sustained envelopes per transport link (the peer that hands them over, relays "
+        "included), charged before any parsing or signature work.",
+    )
+    link_burst: int = Field(
+        200, ge=1, le=10_000_000, description="Envelopes a link may hand over at once (bucket size)."
+    )
 
 
 class AdmissionSection(Section):
@@ -193,6 +222,31 @@ class GrpcSection(Section):
     send_queue: int = Field(
         256, ge=1, le=1_000_000, description="Envelopes queued per peer (oldest dropped)."
     )
+    max_connections: int = Field(
+        256,
+        ge=8,
+        le=1_000_000,
+        description="Inbound TCP connections held at once (more are closed on accept); lowered at start "
+        "if the open-file limit does not leave room for it.",
+    )
+    max_streams_per_connection: int = Field(
+        4, ge=1, le=1024, description="Concurrent streams one connection may open (HTTP/2 setting)."
+    )
+    max_handshakes: int = Field(
+        64, ge=1, le=100_000, description="Inbound streams handshaking at once (more are refused at once)."
+    )
+    max_links_per_peer: int = Field(
+        2, ge=1, le=64, description="Authenticated links per peer id; a new one closes the oldest."
+    )
+    idle_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="A link with no complete frame (not even a keepalive) for this long is closed.",
+    )
+    keepalive_s: float = Field(
+        10.0, gt=0, le=86_400, description="An idle link sends an empty keepalive frame this often."
+    )
 
     @model_validator(mode="after")
     def _tls_complete(self) -> GrpcSection:
@@ -201,6 +255,8 @@ class GrpcSection(Section):
             raise ValueError("mutual TLS needs all of tls_ca, tls_cert and tls_key (or none of them)")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+        if self.keepalive_s >= self.idle_timeout_s:
+            raise ValueError("keepalive_s must be below idle_timeout_s (or idle links would be closed)")
         return self
 
     @field_validator("static_peers")
@@ -248,6 +304,29 @@ class SwarmSection(Section):
     )
     push_queue: int = Field(
         256, ge=2, le=65536, description="libp2p: frames waiting per push stream before publishing waits."
+    )
+    max_connections: int = Field(
+        128,
+        ge=8,
+        le=100_000,
+        description="libp2p: connections held at once (inbound and outbound); lowered at start if the "
+        "open-file limit does not leave room for it.",
+    )
+    max_pending_handshakes: int = Field(
+        32,
+        ge=1,
+        le=100_000,
+        description="libp2p: inbound connections in their security/muxer handshake at once; a new one "
+        "evicts the oldest (stalled handshakes cannot lock peers out).",
+    )
+    handshake_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="libp2p: time allowed for an inbound connection's handshake."
+    )
+    push_frame_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="libp2p: a push-stream frame must arrive whole within this long of its first byte.",
     )
     max_publish_per_second: float = Field(
         5.0, gt=0, le=100_000, description="Own envelopes sent per second at most (paces bursts)."

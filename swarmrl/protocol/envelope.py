@@ -39,13 +39,18 @@ REASONS = frozenset(
         "replay",  # sequence number already seen (or too old), or timestamp outside the accepted window
         "rate_limited",  # sender above its token-bucket rate
         "duplicate",  # group content already accepted
+        "own_envelope",  # an envelope this node signed, handed back to it
         "task_mismatch",  # question or answer differ from the locally regenerated task
         "unverifiable_task",  # the task cannot be regenerated here (and unverified tasks are not allowed)
     }
 )
 
 _ENVELOPE_DOMAIN = b"swarmrl/envelope/v1\x00"
-_HELLO_DOMAIN = b"swarmrl/hello/v1\x00"
+_HELLO_DOMAIN = b"swarmrl/hello/v2\x00"
+#: Size of the random challenge each side of a stream sends; the other side's Hello signs it.
+CHALLENGE_BYTES = 16
+#: Longest listen address a Hello may carry.
+MAX_HELLO_ADDR_CHARS = 256
 
 
 class Signer(Protocol):
@@ -66,6 +71,10 @@ class Limits:
     max_completions_per_group: int = 64
     max_completion_chars: int = 16_384
     max_question_chars: int = 16_384
+    #: Longest TaskRef string (source, dataset, config digest) accepted.
+    max_ref_chars: int = 128
+    #: Longest advisory metadata string (PolicyInfo model and node name) accepted.
+    max_meta_chars: int = 256
 
 
 def _lp(data: bytes) -> bytes:
@@ -89,9 +98,11 @@ def canonical_envelope(
 
 
 def canonical_hello(
-    version: int, swarm_id: str, peer_id: bytes, sent_unix_ms: int, listen_addr: str
+    version: int, swarm_id: str, peer_id: bytes, sent_unix_ms: int, listen_addr: str, challenge: bytes
 ) -> bytes:
-    """The exact bytes a Hello signature covers."""
+    """The exact bytes a Hello signature covers: fields 1-5 and the challenge the *other* side of this
+    stream sent (not a message field: each side knows the challenge it issued), which binds the Hello to
+    one stream so a recorded Hello cannot be replayed on another."""
     return b"".join(
         (
             _HELLO_DOMAIN,
@@ -100,6 +111,7 @@ def canonical_hello(
             _lp(peer_id),
             struct.pack(">q", sent_unix_ms),
             _lp(listen_addr.encode("utf-8")),
+            _lp(challenge),
         )
     )
 
@@ -147,6 +159,15 @@ def check_group(pb: swarm_pb2.RolloutGroup, limits: Limits) -> None:
         raise ProtocolError("malformed", "a group without completions")
     if not pb.HasField("task"):
         raise ProtocolError("malformed", "a group without a TaskRef")
+    t = pb.task
+    for text in (t.source, t.dataset, t.config_digest):
+        if len(text) > limits.max_ref_chars:
+            raise ProtocolError("limits", f"TaskRef string of {len(text)} chars (max {limits.max_ref_chars})")
+    for text in (pb.policy.model, pb.policy.node):
+        if len(text) > limits.max_meta_chars:
+            raise ProtocolError(
+                "limits", f"policy metadata string of {len(text)} chars (max {limits.max_meta_chars})"
+            )
     for text in (pb.question, pb.answer):
         if len(text) > limits.max_question_chars:
             raise ProtocolError(
@@ -263,10 +284,13 @@ def decode_batch(payload: bytes, peer: str, limits: Limits) -> list[RolloutGroup
 # -------------------------------------------------------------------------------------------------- hellos
 
 
-def make_hello(signer: Signer, swarm_id: str, listen_addr: str, sent_unix_ms: int) -> swarm_pb2.Hello:
-    """A signed Hello proving that the stream's other end holds ``signer``'s key."""
+def make_hello(
+    signer: Signer, swarm_id: str, listen_addr: str, sent_unix_ms: int, challenge: bytes
+) -> swarm_pb2.Hello:
+    """A signed Hello proving that the stream's other end holds ``signer``'s key, answering the other
+    side's ``challenge`` on this stream."""
     pid = signer.peer_id
-    sig = signer.sign(canonical_hello(WIRE_VERSION, swarm_id, pid, sent_unix_ms, listen_addr))
+    sig = signer.sign(canonical_hello(WIRE_VERSION, swarm_id, pid, sent_unix_ms, listen_addr, challenge))
     return swarm_pb2.Hello(
         version=WIRE_VERSION,
         swarm_id=swarm_id,
@@ -277,8 +301,15 @@ def make_hello(signer: Signer, swarm_id: str, listen_addr: str, sent_unix_ms: in
     )
 
 
-def verify_hello(hello: swarm_pb2.Hello, swarm_id: str, now_unix_ms: int, max_skew_ms: int) -> str:
-    """Check a peer's Hello (version, swarm, freshness, signature); return its base58 peer id."""
+def verify_hello(
+    hello: swarm_pb2.Hello, swarm_id: str, now_unix_ms: int, max_skew_ms: int, challenge: bytes
+) -> str:
+    """Check a peer's Hello (version, swarm, freshness, signature over our ``challenge`` for this stream);
+    return its base58 peer id."""
+    if len(challenge) != CHALLENGE_BYTES:
+        raise ProtocolError("malformed", "no valid challenge for this stream")
+    if len(hello.listen_addr) > MAX_HELLO_ADDR_CHARS:
+        raise ProtocolError("limits", f"hello listen address of {len(hello.listen_addr)} chars")
     if hello.version != WIRE_VERSION:
         raise ProtocolError("malformed", f"unknown hello version {hello.version}")
     if hello.swarm_id != swarm_id:
@@ -286,7 +317,7 @@ def verify_hello(hello: swarm_pb2.Hello, swarm_id: str, now_unix_ms: int, max_sk
     if abs(now_unix_ms - hello.sent_unix_ms) > max_skew_ms:
         raise ProtocolError("replay", "hello timestamp outside the accepted clock window")
     data = canonical_hello(
-        hello.version, hello.swarm_id, hello.peer_id, hello.sent_unix_ms, hello.listen_addr
+        hello.version, hello.swarm_id, hello.peer_id, hello.sent_unix_ms, hello.listen_addr, challenge
     )
     _verify(peerid.public_key_of(hello.peer_id), hello.signature, data)
     return peerid.to_text(hello.peer_id)

@@ -25,7 +25,8 @@ PENALTIES: dict[str, float] = {
     "bad_signature": 10.0,
     "replay": 2.0,
     "rate_limited": 1.0,
-    "duplicate": 0.5,
+    "duplicate": 0.5,  # only when the same sender re-sends content (see receive.py)
+    "own_envelope": 0.0,
     "task_mismatch": 10.0,
     "unverifiable_task": 1.0,
 }

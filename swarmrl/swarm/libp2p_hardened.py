@@ -14,9 +14,13 @@ messages go to every gossipsub peer subscribed to the topic; receivers drop dupl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+import trio
 from libp2p.abc import INetStream
+from libp2p.network.exceptions import SwarmException
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -169,3 +173,63 @@ class FloodPublishGossipSub(GossipSub):
                     if peer != origin and self._is_gossipsub_peer(peer):
                         chosen.add(peer)
         return chosen
+
+
+class HandshakeGate:
+    """At most ``limit`` inbound connections in their security/muxer handshake at once, each within
+    ``timeout_s``; when all slots are taken, a new connection *evicts the oldest* pending handshake if that
+    one has been pending for at least ``min_age_s`` (else the newcomer is refused).
+
+    Refusing every newcomer (what a plain semaphore does) lets anyone who keeps ``limit`` stalled handshakes
+    open lock every new peer out. Evicting the oldest means a stalled handshake holds its slot only until
+    someone else needs it; the minimum age keeps a flood of fresh connections from evicting an honest
+    handshake, which completes in milliseconds, before it is done. To keep peers out an attacker must now
+    replace every slot faster than ``min_age_s``, continuously. Installed on a host's network (``install``)
+    before the host listens.
+    """
+
+    def __init__(self, limit: int, timeout_s: float, min_age_s: float | None = None) -> None:
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.min_age_s = min(1.0, timeout_s / 4) if min_age_s is None else min_age_s
+        self._pending: deque[tuple[float, trio.CancelScope]] = deque()
+        self.evicted = 0
+        self.refused = 0
+        self.timed_out = 0
+
+    def install(self, network: Any) -> None:
+        """Wrap ``network.upgrade_inbound_raw_conn`` (py-libp2p's Swarm) with this gate."""
+        inner: Callable[[Any, Any], Awaitable[Any]] = network.upgrade_inbound_raw_conn
+
+        async def guarded(raw_conn: Any, maddr: Any) -> Any:
+            return await self.run(inner, raw_conn, maddr)
+
+        network.upgrade_inbound_raw_conn = guarded
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def run(self, inner: Callable[[Any, Any], Awaitable[Any]], raw_conn: Any, maddr: Any) -> Any:
+        now = trio.current_time()
+        while len(self._pending) >= self.limit:
+            started, oldest = self._pending[0]
+            if now - started < self.min_age_s:
+                self.refused += 1
+                raise SwarmException("too many inbound handshakes in progress")
+            self._pending.popleft()
+            oldest.cancel()
+            self.evicted += 1
+        scope = trio.CancelScope(deadline=now + self.timeout_s)
+        entry = (now, scope)
+        self._pending.append(entry)
+        try:
+            with scope:
+                return await inner(raw_conn, maddr)
+        finally:
+            if entry in self._pending:
+                self._pending.remove(entry)
+        # the scope was cancelled (evicted) or its deadline passed: the caller closes the raw connection
+        if trio.current_time() >= scope.deadline:
+            self.timed_out += 1
+        raise SwarmException("inbound handshake evicted or timed out")

@@ -80,6 +80,10 @@ class MalformedFrame(Exception):
     """A peer sent a frame that breaks the push protocol (the stream is reset)."""
 
 
+class FrameTimeout(Exception):
+    """A frame did not arrive whole in time (the stream is reset; a slow link is not proof of malice)."""
+
+
 @dataclass
 class PushCounters:
     """Running totals of the push path (written by the trio thread)."""
@@ -88,6 +92,7 @@ class PushCounters:
     push_dropped: int = 0  # envelope frames dropped because a peer's queue stayed full
     push_received: int = 0  # envelope frames received and handed on
     duplicates_dropped: int = 0  # second copies that came over the other path (push vs gossip)
+    frames_timed_out: int = 0  # inbound streams reset because a frame stalled part-way
 
 
 @dataclass
@@ -200,6 +205,7 @@ class PushMesh:
         queue_size: int,
         max_peers: int,
         connect_timeout_s: float,
+        frame_timeout_s: float = 10.0,
     ) -> None:
         self.host = host
         self.topic = topic
@@ -215,6 +221,7 @@ class PushMesh:
         self.queue_size = queue_size
         self.max_peers = max_peers
         self.connect_timeout_s = connect_timeout_s
+        self.frame_timeout_s = frame_timeout_s
         self._outbound: dict[ID, _Outbound] = {}
         self._opening: set[ID] = set()
         # bounded: a hostile peer can make us learn or try any number of peer ids
@@ -463,6 +470,9 @@ class PushMesh:
         except MalformedFrame as exc:
             self._on_malformed(peer.to_base58(), exc)
             await _reset_quietly(stream)
+        except FrameTimeout as exc:
+            logger.info("push stream from %s reset: %s", peer, exc)
+            await _reset_quietly(stream)
         except Exception as exc:
             logger.debug("push stream from %s ended: %r", peer, exc)
             await _reset_quietly(stream)  # never leave a stream open that nobody reads
@@ -471,13 +481,28 @@ class PushMesh:
                 self._forget_inbound(peer)
 
     async def _read_frames(self, stream: INetStream, peer: ID) -> None:
+        """Frames until EOF. A frame must arrive whole within ``frame_timeout_s`` of its first byte (and the
+        HELLO within that long of the stream's start), so a peer that stalls mid-frame loses the stream and
+        its buffer; between frames a stream may stay quiet (a member with nothing to publish)."""
         buf = bytearray()
         hello = False
+        deadline = trio.current_time() + self.frame_timeout_s  # the HELLO is due at once
         while True:
-            chunk = await stream.read(_READ_CHUNK)
+            chunk: bytes | None = None
+            if buf or not hello:
+                with trio.move_on_after(max(0.0, deadline - trio.current_time())):
+                    chunk = await stream.read(_READ_CHUNK)
+                if chunk is None:
+                    self.counters.frames_timed_out += 1
+                    raise FrameTimeout(f"no whole frame within {self.frame_timeout_s:g}s")
+            else:
+                chunk = await stream.read(_READ_CHUNK)
             if not chunk:
                 return
+            if not buf:
+                deadline = trio.current_time() + self.frame_timeout_s
             buf += chunk
+            consumed = False
             while len(buf) >= _HEADER.size:
                 length, kind = _HEADER.unpack_from(buf)
                 limit = self.max_frame_bytes if kind == KIND_ENVELOPE else MAX_CONTROL_BYTES
@@ -490,6 +515,7 @@ class PushMesh:
                     break
                 body = bytes(buf[_HEADER.size : end])
                 del buf[:end]
+                consumed = True
                 if not hello:
                     if kind != KIND_HELLO:
                         raise MalformedFrame("the first frame must be HELLO")
@@ -501,6 +527,8 @@ class PushMesh:
                     self._on_peers(peer, body)
                 else:
                     raise MalformedFrame("HELLO sent twice")
+            if consumed and buf:  # the next frame started inside this chunk: its clock starts now
+                deadline = trio.current_time() + self.frame_timeout_s
 
     def _on_hello(self, peer: ID, body: bytes) -> None:
         obj = _json_body(body)

@@ -51,6 +51,14 @@ class StackConfig:
     push_queue: int = 256
     #: Largest envelope accepted on a push stream.
     max_frame_bytes: int = 1024 * 1024
+    #: Connections held at once (checked against the open-file limit at start).
+    max_connections: int = 128
+    #: Inbound connections in their security/muxer handshake at once (a new one evicts the oldest).
+    max_pending_handshakes: int = 32
+    #: Time allowed for an inbound connection's handshake.
+    handshake_timeout_s: float = 5.0
+    #: A push-stream frame must arrive whole within this long of its first byte.
+    push_frame_timeout_s: float = 10.0
 
 
 @dataclass

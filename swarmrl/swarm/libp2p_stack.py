@@ -28,6 +28,7 @@ from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.x25519 import create_new_key_pair as create_x25519_key_pair
 from libp2p.custom_types import TSecurityOptions
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.pubsub.gossipsub import PROTOCOL_ID_V11, PROTOCOL_ID_V12
@@ -35,7 +36,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
-from swarmrl.swarm.libp2p_hardened import FloodPublishGossipSub, HardenedPubsub
+from swarmrl.swarm.fdlimit import connection_budget
+from swarmrl.swarm.libp2p_hardened import FloodPublishGossipSub, HandshakeGate, HardenedPubsub
 from swarmrl.swarm.libp2p_peercache import PeerCache
 from swarmrl.swarm.libp2p_push import (
     PUSH_PROTOCOL,
@@ -235,6 +237,15 @@ class Libp2pStack:
             )
         }
         listen = multiaddr.Multiaddr(f"/ip4/{cfg.listen_host}/tcp/{self._bound_port}")
+        max_conns = connection_budget(cfg.max_connections, "swarm.max_connections")
+        connections = ConnectionConfig(
+            max_connections=max_conns,
+            # py-libp2p keeps (max - min) slots for inbound connections
+            min_connections=max(1, max_conns // 4),
+            low_watermark=max(1, max_conns // 4),
+            high_watermark=max_conns,
+            inbound_upgrade_timeout=cfg.handshake_timeout_s,
+        )
         host = new_host(
             key_pair=cfg.key_pair,
             sec_opt=security,
@@ -242,7 +253,9 @@ class Libp2pStack:
             enable_mDNS=cfg.mdns,
             enable_metrics=False,
             psk=cfg.psk_hex,
+            connection_config=connections,
         )
+        HandshakeGate(cfg.max_pending_handshakes, cfg.handshake_timeout_s).install(host.get_network())
         gossipsub = FloodPublishGossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
             degree=cfg.degree,
@@ -288,6 +301,7 @@ class Libp2pStack:
             queue_size=cfg.push_queue,
             max_peers=cfg.max_peers,
             connect_timeout_s=cfg.connect_timeout_s,
+            frame_timeout_s=cfg.push_frame_timeout_s,
         )
         host.set_stream_handler(PUSH_PROTOCOL, push.handle_inbound)
         return push

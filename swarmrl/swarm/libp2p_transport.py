@@ -164,6 +164,10 @@ class Libp2pTransport(Transport):
         direct_push: bool = True,
         max_peers: int = 24,
         push_queue: int = 256,
+        max_connections: int = 128,
+        max_pending_handshakes: int = 32,
+        handshake_timeout_s: float = 5.0,
+        push_frame_timeout_s: float = 10.0,
         events: SwarmEvents | None = None,
     ) -> None:
         if not swarm_id:
@@ -183,11 +187,17 @@ class Libp2pTransport(Transport):
             ("router_rate_limit", router_rate_limit),
             ("connect_timeout_s", connect_timeout_s),
             ("redial_s", redial_s),
+            ("handshake_timeout_s", handshake_timeout_s),
+            ("push_frame_timeout_s", push_frame_timeout_s),
         ):
             if not finite_positive(value):
                 raise ConfigError(f"libp2p.{name}", "must be a finite number > 0")
         if not 1 <= max_peers <= 1000:
             raise ConfigError("libp2p.max_peers", "must be between 1 and 1000")
+        if max_connections < 8 or max_pending_handshakes < 1:
+            raise ConfigError(
+                "libp2p.max_connections", "needs max_connections >= 8, max_pending_handshakes >= 1"
+            )
         if not 2 <= push_queue <= 65536:
             raise ConfigError("libp2p.push_queue", "must be between 2 and 65536 frames")
         if not 0 <= mesh_grace_s < 60:
@@ -219,6 +229,10 @@ class Libp2pTransport(Transport):
             direct_push=direct_push,
             max_peers=max_peers,
             push_queue=push_queue,
+            max_connections=max_connections,
+            max_pending_handshakes=max_pending_handshakes,
+            handshake_timeout_s=handshake_timeout_s,
+            push_frame_timeout_s=push_frame_timeout_s,
             # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
             # receive path (rejected as 'oversized', charged to the peer) exactly as it would over gossip
             max_frame_bytes=MAX_MESSAGE_BYTES + 8 * 1024,

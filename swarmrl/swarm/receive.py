@@ -2,16 +2,32 @@
 
 Order (cheap and unauthenticated first, costly and authenticated last):
 
-1. size (before any parsing) -> 2. envelope decode and shape -> 3. swarm id -> 4. allowlist ->
-5. bans (sender and relaying peer) -> 6. signature -> 7. replay (sequence window and timestamp window) ->
-8. per-sender rate limit -> 9. payload decode with count/length limits -> 10. per-group duplicate check ->
-11. task regeneration and comparison of question and answer.
+1. bans of the relaying peer (``via``) -> 2. per-link rate limit (every envelope a link hands us costs it
+a token, before any parsing or signature work) -> 3. size (before any parsing) -> 4. envelope decode and
+shape -> 5. swarm id -> 6. own envelope (the decoded sender is this node) -> 7. allowlist -> 8. bans of the
+sender -> 9. replay (timestamp window, then the sequence window, checked without recording) ->
+10. signature -> 11. the sequence number is recorded -> 12. per-sender rate limit -> 13. payload decode with
+count/length limits (every string bounded before it is stored or logged) -> 14. per-completion length
+budget of external groups (longer completions are cut, see ``ReceiveSettings.max_external_completion_chars``)
+-> 15. per-group duplicate check -> 16. task regeneration and comparison of question and answer.
 
-The payload is parsed only after the signature verifies, so unauthenticated bytes cost one small parse;
-failures found after that are the signed sender's fault. Failures before the signature is checked are
-charged to the peer that handed us the bytes (``via``), never to the sender the bytes claim to come from,
-so nobody can get an honest peer banned by forging its id. Envelope-level failures drop the envelope;
-group-level failures (duplicate, task) drop only that group. Nothing raises out of ``handle``.
+Who pays (see docs/trust.md): a penalty goes only to a peer that provably caused the failure.
+
+* Failures before the signature is checked are charged to the peer that handed us the bytes (``via``, the
+  transport-authenticated link), never to the sender the bytes claim to come from, so nobody can get an
+  honest peer banned by forging its id.
+* A replayed sequence number is charged to the link that delivered it: the signer cannot stop anyone from
+  re-sending its envelopes, but the link chose to. A timestamp outside the window is dropped and counted
+  without a penalty (an honest peer with a wrong clock is misconfigured, not hostile).
+* Failures after the signature verifies are the signed sender's.
+* A group whose content this node already accepted from *another* sender is dropped and counted, and
+  nobody is penalised: copying is not provable misbehaviour of either side (honest nodes that draw the
+  same question can produce the same texts; an attacker can re-sign honest groups). Only the same sender
+  sending the same content again is charged ``duplicate``.
+* Our own envelopes handed back are dropped and counted (``own_envelope``), without a penalty.
+
+Envelope-level failures drop the envelope; group-level failures (duplicate, task) drop only that group.
+Nothing raises out of ``handle``.
 """
 
 from __future__ import annotations
@@ -52,6 +68,15 @@ class ReceiveSettings:
     max_message_age_s: float = 900.0
     allow_unverified_tasks: bool = False
     duplicate_cache: int = 65_536
+    #: This node's peer id (base58): envelopes it signed are dropped if they come back.
+    own_id: str = ""
+    #: External completions longer than this many characters are cut to it and marked unfinished (a
+    #: cheap bound on the tokens the learner spends on one peer's completion); 0 = no cut.
+    max_external_completion_chars: int = 0
+
+
+#: Longest text of a task regeneration failure kept in the cache (and logged).
+_MAX_REASON_CHARS = 200
 
 
 def group_digest(group: RolloutGroup) -> bytes:
@@ -86,16 +111,19 @@ class ReceivePath:
         events: SwarmEvents,
         sink: GroupSink,
         clock: Clock,
+        link_rate: RateLimiter | None = None,
     ) -> None:
         self.settings = settings
         self.admission = admission
         self.rate = rate
         self.replay = replay
+        self.link_rate = link_rate
         self._regenerate = regenerate
         self._events = events
         self._sink = sink
         self._clock = clock
-        self._seen: LRU[bytes, bool] = LRU(settings.duplicate_cache)
+        #: content digest -> the sender whose copy was accepted first
+        self._seen: LRU[bytes, str] = LRU(settings.duplicate_cache)
         self._tasks: LRU[str, tuple[str, str] | str] = LRU(_TASK_CACHE)
         self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
 
@@ -126,6 +154,8 @@ class ReceivePath:
         s = self.settings
         if via and self.admission.banned(via):
             raise _Rejected(ProtocolError("banned", f"relaying peer {via} is banned"), via)
+        if via and self.link_rate is not None and not self.link_rate.allow(via):
+            raise _Rejected(ProtocolError("rate_limited", "above the per-link message rate"), via)
         try:
             env = wire.open_envelope(data, s.limits)
         except ProtocolError as exc:
@@ -133,46 +163,58 @@ class ReceivePath:
         if env.swarm_id != s.swarm_id:
             raise _Rejected(ProtocolError("wrong_swarm", f"swarm {env.swarm_id[:64]!r}"), via)
         sender = peerid.to_text(env.sender)
+        if s.own_id and sender == s.own_id:
+            raise _Rejected(ProtocolError("own_envelope", "an envelope this node signed came back"), "")
         if not self.admission.allowed(sender):
             raise _Rejected(ProtocolError("not_allowed", f"{sender} is not on the allowlist"), via)
         if self.admission.banned(sender):
             raise _Rejected(ProtocolError("banned", f"{sender} is banned"), sender)
+        # Replays before any signature work: re-sent bytes cost one parse and a table lookup. Nothing is
+        # recorded until the signature verifies (a forgery must not move an honest sender's window).
+        age = self._clock.wall() - env.sent_unix_ms / 1000.0
+        if age > s.max_message_age_s or -age > s.max_clock_skew_s:
+            raise _Rejected(ProtocolError("replay", f"timestamp {age:.0f}s away from our clock"), "")
+        if not self.replay.fresh(sender, env.seq):
+            # Charged to the link that re-sent it (the signer cannot stop others from re-sending).
+            raise _Rejected(ProtocolError("replay", f"sequence number {env.seq} already seen"), via)
         try:
             wire.verify_envelope(env)
         except ProtocolError as exc:
             raise _Rejected(exc, via) from None
         # authenticated from here on: failures are the sender's
-        now = self._clock.wall()
-        age = now - env.sent_unix_ms / 1000.0
-        # A replay is the fault of whoever re-sent the bytes, not of the signer: anyone can capture and
-        # re-publish a signed envelope, and gossip itself delivers the odd duplicate (at-least-once). So
-        # it is charged to the relaying/originating transport peer when that is someone else, else to no one.
-        replayer = via if via and via != sender else ""
-        if age > s.max_message_age_s or -age > s.max_clock_skew_s:
-            raise _Rejected(ProtocolError("replay", f"timestamp {age:.0f}s away from our clock"), replayer)
-        if not self.replay.check_and_record(sender, env.seq):
-            raise _Rejected(ProtocolError("replay", f"sequence number {env.seq} already seen"), replayer)
+        self.replay.check_and_record(sender, env.seq)
         if not self.rate.allow(sender):
             raise _Rejected(ProtocolError("rate_limited", "above the per-peer message rate"), sender)
         try:
             groups = wire.decode_batch(env.payload, sender, s.limits)
         except ProtocolError as exc:
             raise _Rejected(exc, sender) from None
+        cap = s.max_external_completion_chars
+        if cap:
+            for group in groups:
+                for c in group.completions:
+                    if len(c.text) > cap:
+                        c.text = c.text[:cap]
+                        c.finished = False
         return sender, env.sent_unix_ms, groups
 
     # -------------------------------------------------------------------------------------------- groups
 
     def _admit_group(self, group: RolloutGroup, sender: str) -> bool:
         digest = group_digest(group)
-        if digest in self._seen:
-            self._reject(ProtocolError("duplicate", f"group for {group.task.key()} already received"), sender)
+        first = self._seen.get(digest)
+        if first is not None:
+            if first == sender:  # the same sender sending the same content again: its own doing
+                self._reject(ProtocolError("duplicate", f"group for {group.task.key()} sent again"), sender)
+            else:  # a copy of someone else's content: not provable misbehaviour of either; drop, count
+                self._events.rejected("duplicate")
             return False
         try:
             self._check_task(group)
         except ProtocolError as exc:
             self._reject(exc, sender)
             return False
-        self._seen.put(digest, True)
+        self._seen.put(digest, sender)
         return True
 
     def _check_task(self, group: RolloutGroup) -> None:
@@ -182,10 +224,10 @@ class ReceivePath:
             try:
                 known = self._regenerate(group.task)
             except TaskError as exc:
-                known = str(exc) or "cannot regenerate"
+                known = (str(exc) or "cannot regenerate")[:_MAX_REASON_CHARS]
             except Exception as exc:  # a task source bug is not the peer's fault; refuse, log, go on
-                log.warning("task regeneration of %s failed unexpectedly: %r", key, exc)
-                known = f"regeneration failed: {exc!r}"
+                log.warning("task regeneration of %s failed unexpectedly: %.200r", key, exc)
+                known = f"regeneration failed: {exc!r}"[:_MAX_REASON_CHARS]
             self._tasks.put(key, known)
         if isinstance(known, str):
             if self.settings.allow_unverified_tasks:

@@ -24,6 +24,18 @@ class ReplayGuard:
         self._mask_all = (1 << (window + 1)) - 1
         self._state: LRU[str, tuple[int, int]] = LRU(max_senders)
 
+    def fresh(self, sender: str, seq: int) -> bool:
+        """True if ``seq`` would be accepted for ``sender``; records nothing (so a forged envelope checked
+        before its signature cannot move an honest sender's window)."""
+        state = self._state.get(sender)
+        if state is None:
+            return True
+        highest, mask = state
+        if seq > highest:
+            return True
+        behind = highest - seq
+        return behind <= self.window and not (mask >> behind) & 1
+
     def check_and_record(self, sender: str, seq: int) -> bool:
         """True (and remembered) the first time ``seq`` is seen in the window; False for a replay."""
         state = self._state.get(sender)

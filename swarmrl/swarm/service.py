@@ -42,7 +42,22 @@ def limits_from_config(cfg: NodeConfig) -> wire.Limits:
         max_completions_per_group=lim.max_completions_per_group,
         max_completion_chars=lim.max_completion_chars,
         max_question_chars=lim.max_question_chars,
+        max_ref_chars=lim.max_ref_chars,
+        max_meta_chars=lim.max_meta_chars,
     )
+
+
+#: ``swarm.limits.max_external_completion_chars: 0`` means this many characters per generated token.
+EXTERNAL_CHARS_PER_TOKEN = 8
+_MIN_EXTERNAL_CHARS = 256
+
+
+def external_completion_chars(cfg: NodeConfig) -> int:
+    """The per-completion character budget of external groups (see the config field)."""
+    configured = cfg.swarm.limits.max_external_completion_chars
+    if configured:
+        return configured
+    return max(_MIN_EXTERNAL_CHARS, EXTERNAL_CHARS_PER_TOKEN * cfg.generation.max_new_tokens)
 
 
 def _under(data_dir: Path | None, relative: str) -> Path | None:
@@ -111,6 +126,8 @@ class Swarm:
                 max_message_age_s=sw.limits.max_message_age_s,
                 allow_unverified_tasks=adm.allow_unverified_tasks,
                 duplicate_cache=adm.duplicate_cache,
+                own_id=identity.peer_id_text,
+                max_external_completion_chars=external_completion_chars(cfg),
             ),
             admission=self.admission,
             rate=RateLimiter(sw.rate.messages_per_second, sw.rate.burst, self._clock, adm.max_tracked_peers),
@@ -119,6 +136,9 @@ class Swarm:
             events=events,
             sink=self._pool_groups,
             clock=self._clock,
+            link_rate=RateLimiter(
+                sw.rate.link_messages_per_second, sw.rate.link_burst, self._clock, adm.max_tracked_peers
+            ),
         )
         self._publish_pace = RateLimiter(sw.max_publish_per_second, 1, self._clock, 1)
         self._seq = 0
@@ -352,6 +372,12 @@ def build_transport(
             send_queue=g.send_queue,
             max_envelope_bytes=sw.limits.max_envelope_bytes,
             max_clock_skew_s=sw.limits.max_clock_skew_s,
+            max_connections=g.max_connections,
+            max_streams_per_connection=g.max_streams_per_connection,
+            max_handshakes=g.max_handshakes,
+            max_links_per_peer=g.max_links_per_peer,
+            idle_timeout_s=g.idle_timeout_s,
+            keepalive_s=g.keepalive_s,
         )
         return GrpcTransport(settings, identity, identity.peer_id_text, events)
     from swarmrl.swarm import libp2p_transport
@@ -370,5 +396,9 @@ def build_transport(
         max_peers=sw.max_peers,
         push_queue=sw.push_queue,
         max_message_bytes=min(sw.limits.max_envelope_bytes, libp2p_transport.MAX_MESSAGE_BYTES),
+        max_connections=sw.max_connections,
+        max_pending_handshakes=sw.max_pending_handshakes,
+        handshake_timeout_s=sw.handshake_timeout_s,
+        push_frame_timeout_s=sw.push_frame_timeout_s,
         events=events,
     )

@@ -29,7 +29,7 @@ SWARM_NODE: dict[str, Any] = {
     "sampling": {"external_groups": 2, "strategy": "uniform"},
     "swarm": {"publish_groups": 2},
 }
-START_TIMEOUT_S = 150.0
+START_TIMEOUT_S = 400.0
 #: Lines that must never appear in a node's log during these tests.
 BAD_LOG = re.compile(r"Traceback|\bERROR\b|CRITICAL")
 
@@ -124,6 +124,7 @@ class Cluster:
         extra: dict[str, Any] | None = None,
         seed: int | None = None,
         data_dir: Path | None = None,
+        nofile: int | None = None,
     ) -> Proc:
         """Start (or restart, with the same ``data_dir``) one node; does not wait for it."""
         data_dir = data_dir or self.root / name
@@ -132,7 +133,7 @@ class Cluster:
         node = {"node": {"name": name, "seed": seed if seed is not None else len(self.procs)}}
         write_config(config, data_dir, deep_merge(deep_merge(SWARM_NODE, node), extra or {}))
         log = data_dir / "node.log"
-        process = start_node(["run", "--config", str(config)], log)
+        process = start_node(["run", "--config", str(config)], log, nofile=nofile)
         proc = Proc(name, data_dir, log, config, process)
         self.procs.append(proc)
         return proc

@@ -89,15 +89,21 @@ def test_advisory_rewards_must_match_completions() -> None:
 
 def test_hello_proves_the_peer_id() -> None:
     ident, other = Identity.generate(), Identity.generate()
-    hello = wire.make_hello(ident, "s", "127.0.0.1:1", 10_000)
-    assert wire.verify_hello(hello, "s", 10_500, 1000) == ident.peer_id_text
+    nonce = b"\x01" * wire.CHALLENGE_BYTES
+    hello = wire.make_hello(ident, "s", "127.0.0.1:1", 10_000, nonce)
+    assert wire.verify_hello(hello, "s", 10_500, 1000, nonce) == ident.peer_id_text
     with pytest.raises(ProtocolError, match="wrong_swarm"):
-        wire.verify_hello(hello, "t", 10_500, 1000)
+        wire.verify_hello(hello, "t", 10_500, 1000, nonce)
     with pytest.raises(ProtocolError, match="replay"):
-        wire.verify_hello(hello, "s", 20_000, 1000)
+        wire.verify_hello(hello, "s", 20_000, 1000, nonce)
+    # bound to the stream: the same Hello does not answer another stream's challenge
+    with pytest.raises(ProtocolError, match="bad_signature"):
+        wire.verify_hello(hello, "s", 10_500, 1000, b"\x02" * wire.CHALLENGE_BYTES)
+    with pytest.raises(ProtocolError, match="malformed"):
+        wire.verify_hello(hello, "s", 10_500, 1000, b"")
     hello.peer_id = other.peer_id
     with pytest.raises(ProtocolError, match="bad_signature"):
-        wire.verify_hello(hello, "s", 10_500, 1000)
+        wire.verify_hello(hello, "s", 10_500, 1000, nonce)
 
 
 def test_base58_round_trip_and_errors() -> None:

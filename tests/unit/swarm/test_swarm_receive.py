@@ -255,6 +255,7 @@ def test_every_reason_is_in_the_fixed_set() -> None:
         "task_mismatch",
         "unverifiable_task",
         "duplicate",
+        "own_envelope",
         "banned",
         "not_allowed",
         "limits",
