@@ -127,6 +127,110 @@ def report(
     typer.echo(write_report(data_dir, out, window).line())
 
 
+def _quiet_transformers() -> None:
+    """One-shot commands print their result, not the libraries' progress bars and deprecation notes."""
+    import warnings
+
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+@app.command()
+def export(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="The node's data directory.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Model directory to write (Hugging Face format).")
+    ] = None,
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", help="Round of the checkpoint (default: newest valid).")
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option("--dtype", help="float32, bfloat16 or float16 (default: the checkpoint's dtype)."),
+    ] = None,
+    push_to_hub: Annotated[
+        str | None, typer.Option("--push-to-hub", help="Also upload to this hub model repo (user/name).")
+    ] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the hub repo as private.")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The node's config (default: DATA_DIR/node-config.yaml)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty --out directory.")] = False,
+) -> None:
+    """Write a checkpoint as a Hugging Face model directory (LoRA merged, model card); optionally push it."""
+    _quiet_transformers()
+    from swarmrl.node.export import export_model
+
+    result = export_model(
+        data_dir,
+        out,
+        checkpoint=checkpoint,
+        dtype=dtype,
+        push_to_hub=push_to_hub,
+        private=private,
+        config=config,
+        force=force,
+    )
+    typer.echo(result.line())
+
+
+@app.command("eval")
+def eval_cmd(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A saved model directory (e.g. from `export`).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="A node's data directory (its newest checkpoint).")
+    ] = None,
+    checkpoint: Annotated[
+        int | None, typer.Option("--checkpoint", help="With --data-dir: the round of the checkpoint.")
+    ] = None,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--tasks", help="SOURCE/DATASET to evaluate (repeatable; default: the trained tasks)."),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", help="Sampled completions per question for pass@k (0 = greedy only).")
+    ] = 8,
+    k: Annotated[
+        list[int] | None, typer.Option("--k", help="k of pass@k (repeatable; default 1, 2, 4, .., samples).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the results as JSON here.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Config with the tasks and generation settings.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the sampled completions.")] = 0,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: config).")] = None,
+) -> None:
+    """Greedy pass@1 and sampled pass@k per task source on held-out questions (never trained on)."""
+    _quiet_transformers()
+    from swarmrl.node.eval_command import EvalRequest, run_eval
+
+    request = EvalRequest(
+        model=model,
+        data_dir=data_dir,
+        checkpoint=checkpoint,
+        config=config,
+        tasks=tuple(tasks or ()),
+        samples=samples,
+        ks=tuple(k or ()),
+        seed=seed,
+        device=device,
+    )
+    result, header = run_eval(request)
+    typer.echo(header)
+    typer.echo(result.table())
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.to_json(), encoding="utf-8")
+        typer.echo(f"wrote {out}")
+
+
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="YAML config to validate.")]) -> None:
     """Validate a config file: exit 0 when valid, 2 with the field path and a fix when not."""

@@ -57,3 +57,7 @@ class TransportError(SwarmRLError):
 
 class NodeError(SwarmRLError):
     """The node daemon cannot start or continue."""
+
+
+class ExportError(SwarmRLError):
+    """A trained model cannot be exported, written or pushed to the hub."""

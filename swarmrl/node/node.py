@@ -27,6 +27,7 @@ import torch
 
 from swarmrl.config import NodeConfig
 from swarmrl.errors import NodeError, SwarmRLError
+from swarmrl.node.evaluation import EvalResult, EvalSettings, evaluate_tasks
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
 from swarmrl.node.progress import Progress
@@ -38,6 +39,7 @@ from swarmrl.node.rollouts import (
     to_samples,
     train_sequences,
 )
+from swarmrl.node.saved_config import write_node_config
 from swarmrl.node.validate import build_reward_pipeline
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
@@ -94,6 +96,7 @@ class Node:
         self.external_policy = ExternalPolicy.from_config(
             s.external_samples, s.offpolicy_correction, s.offpolicy_cap
         )
+        self.last_eval: EvalResult | None = None
 
     # -- set-up ----------------------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -102,6 +105,7 @@ class Node:
             self.data_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise NodeError(f"cannot create data directory '{self.data_dir}': {exc}") from exc
+        write_node_config(cfg, self.data_dir)  # export and eval rebuild the policy from it
         try:
             import transformers
 
@@ -337,16 +341,15 @@ class Node:
         return stats
 
     def evaluate(self) -> float:
-        """Greedy exact-match accuracy on held-out questions (never sampled for training)."""
+        """Greedy exact-match accuracy on held-out questions (never sampled for training), through the same
+        code path as ``swarm-node eval``; the per-source figures stay in ``last_eval``."""
         evals = self.tasks.eval_set()
         if not evals:
             return float("nan")
-        outs = self.generator.generate(
-            prompts_ids(self.policy.tokenizer, [t.question for t in evals]), self._sampling(greedy=True)
-        )
-        groups = [RolloutGroup(t.ref, t.question, t.answer, c) for t, c in zip(evals, outs, strict=True)]
-        _, scored = self.score(groups, list(evals))
-        return _mean([s.accuracy[0] for s in scored])
+        g = self.cfg.generation
+        settings = EvalSettings(max_new_tokens=g.max_new_tokens, temperature=g.temperature, top_p=g.top_p)
+        self.last_eval = evaluate_tasks(self.generator, self.policy.tokenizer, evals, settings)
+        return self.last_eval.greedy_accuracy
 
     # -- the loop ----------------------------------------------------------------------------------------
     async def _round(self, round_: int) -> RoundResult:
@@ -432,6 +435,9 @@ class Node:
             "optimizer_steps": stats.optimizer_steps,
             "round_seconds": time.perf_counter() - t_round,
             "eval_accuracy": eval_acc,
+            "eval_by_source": self.last_eval.by_source()
+            if eval_acc is not None and self.last_eval is not None
+            else None,
         }
         return RoundResult(round_, record, local)
 

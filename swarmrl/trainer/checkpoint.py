@@ -148,3 +148,37 @@ def load_latest(root: Path, map_location: str | torch.device = "cpu") -> Checkpo
             path, int(state["round"]), int(state["policy_version"]), state, model_state, optimizer_state
         )
     return None
+
+
+@dataclass
+class ModelCheckpoint:
+    """The policy weights of one verified checkpoint (no optimizer state: export and evaluation)."""
+
+    path: Path
+    round: int
+    policy_version: int
+    model_state: dict[str, Any]
+
+
+def load_model_state(root: Path, round_: int | None = None) -> ModelCheckpoint:
+    """The weights of checkpoint ``round_`` (default: the newest that verifies); CheckpointError when none."""
+    if round_ is not None:
+        candidates = [root / f"{PREFIX}{round_:08d}"]
+        if not candidates[0].is_dir():
+            have = ", ".join(str(int(p.name[len(PREFIX) :])) for p in list_checkpoints(root)) or "none"
+            raise CheckpointError(f"no checkpoint of round {round_} in '{root}' (rounds kept: {have})")
+    else:
+        candidates = list_checkpoints(root)
+        if not candidates:
+            raise CheckpointError(f"no checkpoint in '{root}'; run the node for at least one round first")
+    errors = []
+    for path in candidates:
+        try:
+            manifest = verify(path)
+            model_state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        except (CheckpointError, OSError, RuntimeError, EOFError) as exc:
+            log.warning("skipping checkpoint %s: %s", path.name, exc)
+            errors.append(str(exc))
+            continue
+        return ModelCheckpoint(path, int(manifest["round"]), int(manifest["policy_version"]), model_state)
+    raise CheckpointError(f"no valid checkpoint in '{root}': {'; '.join(errors)}")
