@@ -41,6 +41,7 @@ REASONS = frozenset(
         "duplicate",  # group content already accepted
         "task_mismatch",  # question or answer differ from the locally regenerated task
         "unverifiable_task",  # the task cannot be regenerated here (and unverified tasks are not allowed)
+        "unverifiable_dataset",  # the task is a row of a data file this node does not hold (or holds otherwise)
     }
 )
 

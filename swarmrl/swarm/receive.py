@@ -5,7 +5,9 @@ Order (cheap and unauthenticated first, costly and authenticated last):
 1. size (before any parsing) -> 2. envelope decode and shape -> 3. swarm id -> 4. allowlist ->
 5. bans (sender and relaying peer) -> 6. signature -> 7. replay (sequence window and timestamp window) ->
 8. per-sender rate limit -> 9. payload decode with count/length limits -> 10. per-group duplicate check ->
-11. task regeneration and comparison of question and answer.
+11. task regeneration and comparison of question and answer (a row of a data file this node does not hold,
+    or holds with other contents, is ``unverifiable_dataset``; any other task it cannot regenerate is
+    ``unverifiable_task``; a regenerated task that differs is ``task_mismatch``).
 
 The payload is parsed only after the signature verifies, so unauthenticated bytes cost one small parse;
 failures found after that are the signed sender's fault. Failures before the signature is checked are
@@ -22,7 +24,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarmrl.errors import ProtocolError, TaskError
+from swarmrl.errors import DatasetUnavailableError, ProtocolError, TaskError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol import peerid
 from swarmrl.protocol.types import RolloutGroup, TaskRef
@@ -64,6 +66,14 @@ def group_digest(group: RolloutGroup) -> bytes:
     return h.digest()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Internal: why a task could not be regenerated (cached per TaskRef like a regenerated task)."""
+
+    reason: str
+    message: str
+
+
 class _Rejected(Exception):
     """Internal: an envelope-level rejection, charged to ``culprit``."""
 
@@ -96,7 +106,7 @@ class ReceivePath:
         self._sink = sink
         self._clock = clock
         self._seen: LRU[bytes, bool] = LRU(settings.duplicate_cache)
-        self._tasks: LRU[str, tuple[str, str] | str] = LRU(_TASK_CACHE)
+        self._tasks: LRU[str, tuple[str, str] | _Refusal] = LRU(_TASK_CACHE)
         self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
 
     # ------------------------------------------------------------------------------------------ public
@@ -181,16 +191,18 @@ class ReceivePath:
         if known is None:
             try:
                 known = self._regenerate(group.task)
+            except DatasetUnavailableError as exc:
+                known = _Refusal("unverifiable_dataset", f"cannot regenerate {key}: {exc}")
             except TaskError as exc:
-                known = str(exc) or "cannot regenerate"
+                known = _Refusal("unverifiable_task", f"cannot regenerate {key}: {exc or 'unknown'}")
             except Exception as exc:  # a task source bug is not the peer's fault; refuse, log, go on
                 log.warning("task regeneration of %s failed unexpectedly: %r", key, exc)
-                known = f"regeneration failed: {exc!r}"
+                known = _Refusal("unverifiable_task", f"regeneration of {key} failed: {exc!r}")
             self._tasks.put(key, known)
-        if isinstance(known, str):
+        if isinstance(known, _Refusal):
             if self.settings.allow_unverified_tasks:
                 return
-            raise ProtocolError("unverifiable_task", f"cannot regenerate {key}: {known}")
+            raise ProtocolError(known.reason, known.message)
         question, answer = known
         if group.question != question or group.answer != answer:
             raise ProtocolError("task_mismatch", f"question or answer differ from the regenerated {key}")
