@@ -20,6 +20,20 @@ class TaskError(SwarmRLError):
     """A task source cannot produce or regenerate a task."""
 
 
+class TaskConfigError(TaskError):
+    """A task source's configuration is invalid. ``field`` is the path inside the source's spec
+    (``config.answer_field``), so the config check can name ``tasks.sources[i].config.answer_field``."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class DatasetUnavailableError(TaskError):
+    """A peer's task comes from a data file this node does not hold (or holds with other contents), so its
+    question and answer cannot be regenerated here: the group is unverifiable, not a lie."""
+
+
 class ModelError(SwarmRLError):
     """A policy model or tokenizer cannot be loaded or built."""
 

@@ -5,6 +5,7 @@ The swarm's sections live in ``swarm.py`` (owned by the swarm subsystem). Bounds
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,15 +99,46 @@ class ModelSection(Section):
         EMBEDDED_MODEL,
         description="'tiny-default' (built locally), a Hugging Face hub id ('org/name') or a local directory.",
     )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto",
+        description="'auto' uses CUDA when present; 'mps' is Apple-silicon GPUs (code path only: untested on "
+        "Apple hardware).",
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="'auto' is float32 on CPU and bfloat16 on CUDA."
+        "auto", description="Weights dtype; 'auto' is float32 on CPU and MPS and bfloat16 on CUDA."
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="Recompute activations in the backward pass (transformers' gradient checkpointing): "
+        "less memory for long sequences, about one more forward of compute per update.",
     )
     trust_remote_code: bool = Field(False, description="Allow custom model code from the hub (off: safer).")
     lora_rank: int = Field(
         0, ge=0, le=1024, description="LoRA rank (peft) for big models; 0 trains all weights."
     )
+    lora_alpha: float | None = Field(
+        None, gt=0, le=100_000, description="LoRA alpha (scale alpha/rank); None uses 2 x lora_rank."
+    )
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    lora_target_modules: list[str] | str = Field(
+        "all-linear",
+        description="Modules that get adapters: 'all-linear' or a list of module names "
+        "(e.g. [q_proj, k_proj, v_proj, o_proj]).",
+    )
     tiny: TinyModelSection = Field(default_factory=TinyModelSection)
+
+    @field_validator("lora_target_modules")
+    @classmethod
+    def _module_names(cls, value: list[str] | str) -> list[str] | str:
+        if isinstance(value, str) and value != "all-linear":
+            raise ValueError(f"use 'all-linear' or a list of module names, not {value!r}")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("must name at least one module, or be 'all-linear'")
+            for name in value:
+                if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
+                    raise ValueError(f"'{name}' is not a module name (letters, digits, '_' and '.')")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -131,13 +163,36 @@ class ModelSection(Section):
         return value
 
 
+#: Built-in task sources; plugins add names through the ``swarmrl.tasks`` entry-point group.
+BUILTIN_TASK_SOURCES = ("arithmetic", "multistep", "reasoning_gym", "dataset")
+TASK_ENTRY_POINT_GROUP = "swarmrl.tasks"
+
+
 class TaskSourceSpec(Section):
-    source: Literal["arithmetic", "multistep", "reasoning_gym"] = Field(
-        "arithmetic", description="Task source: built-in 'arithmetic', 'multistep', or 'reasoning_gym'."
+    source: str = Field(
+        "arithmetic",
+        description="Task source: built-in 'arithmetic', 'multistep', 'reasoning_gym', 'dataset' (your own "
+        "JSONL/CSV/Parquet file or saved dataset directory; config: path, format, question_field, "
+        "answer_field, extract, template, split), or a plugin of the 'swarmrl.tasks' entry-point group.",
     )
-    dataset: str = Field("add", description="Dataset inside the source (reasoning-gym dataset name).")
+    dataset: str = Field(
+        "add", description="Dataset inside the source (reasoning-gym dataset name; a name for your file)."
+    )
     config: dict[str, Any] = Field(default_factory=dict, description="Dataset configuration.")
     weight: float = Field(1.0, gt=0, description="Relative sampling weight among the sources.")
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in BUILTIN_TASK_SOURCES:
+            return value
+        from importlib.metadata import entry_points
+
+        plugins = sorted(ep.name for ep in entry_points(group=TASK_ENTRY_POINT_GROUP))
+        if value not in plugins:
+            names = ", ".join([*BUILTIN_TASK_SOURCES, *plugins])
+            raise ValueError(f"unknown task source '{value}'; use one of {names} (or install its plugin)")
+        return value
 
 
 class TasksSection(Section):
@@ -190,6 +245,27 @@ class TrainerSection(Section):
         ge=0,
         le=100,
         description="Cap of the importance weight pi_entry/pi_behaviour on stale samples (0 = no correction).",
+    )
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant",
+        description="Learning-rate schedule over optimizer steps (after warmup_steps of linear warm-up): "
+        "constant, linear decay to 0, or cosine decay to 0 (transformers' formulas). Derived from the policy "
+        "version (= optimizer steps taken), so it resumes exactly from a checkpoint.",
+    )
+    warmup_steps: int = Field(
+        0, ge=0, le=10_000_000, description="Optimizer steps of linear learning-rate warm-up from 0."
+    )
+    schedule_steps: int = Field(
+        0,
+        ge=0,
+        le=1_000_000_000,
+        description="Optimizer steps the linear/cosine schedule spans (warm-up included); 0 = node.rounds x "
+        "updates_per_round. Set it when you extend a run with more rounds and want the same schedule.",
+    )
+    mask_truncated_completions: bool = Field(
+        False,
+        description="Give completions that hit generation.max_new_tokens without an end-of-sequence token "
+        "zero loss weight (TRL's mask_truncated_completions); they still count in the group's advantages.",
     )
     max_staleness: int = Field(
         1,

@@ -80,6 +80,16 @@ class NodeMetrics:
             ["origin"],
             registry=r,
         )
+        self.truncated_fraction = Gauge(
+            "swarmrl_truncated_fraction",
+            "Share of the last round's own completions that hit max_new_tokens without an end-of-sequence token",
+            registry=r,
+        )
+        self.learning_rate = Gauge(
+            "swarmrl_learning_rate",
+            "Learning rate of the last optimizer step (trainer.lr_schedule)",
+            registry=r,
+        )
         self.checkpoint_timestamp = Gauge(
             "swarmrl_checkpoint_timestamp_seconds", "Time of the last durable checkpoint", registry=r
         )

@@ -40,7 +40,7 @@ from swarmrl.node.rollouts import (
     train_sequences,
 )
 from swarmrl.node.saved_config import write_node_config
-from swarmrl.node.validate import build_reward_pipeline
+from swarmrl.node.validate import build_reward_pipeline, schedule_horizon
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
@@ -60,6 +60,11 @@ log = logging.getLogger(__name__)
 
 def _mean(values: list[float]) -> float:
     return float(statistics.fmean(values)) if values else 0.0
+
+
+def truncated_fraction(groups: list[RolloutGroup]) -> float:
+    """Share of the completions that hit ``generation.max_new_tokens`` without an end-of-sequence token."""
+    return _mean([0.0 if c.finished else 1.0 for g in groups for c in g.completions])
 
 
 @dataclass
@@ -134,7 +139,7 @@ class Node:
             self.policy.device,
             time.perf_counter() - t0,
         )
-        self.learner = Learner(self.policy, cfg.trainer)
+        self.learner = Learner(self.policy, cfg.trainer, schedule_steps=schedule_horizon(cfg))
         self.gen_policy = self.policy
         self.generator: Generator
         worker, self._gen_worker = self._gen_worker, None
@@ -428,6 +433,9 @@ class Node:
             "clip_fraction_by_origin": stats.clip_fraction_by_origin,
             "ratio_mean_by_origin": stats.ratio_mean_by_origin,
             "external_is_weight": stats.external_is_weight,
+            "truncated_fraction": truncated_fraction(local),
+            "truncated_masked": stats.truncated_masked,
+            "lr": stats.lr,
             "generation_tokens": gen_tokens,
             "generation_seconds": gen_s,
             "tokens_per_second": gen_tokens / gen_s if gen_s > 0 else 0.0,
@@ -506,6 +514,9 @@ class Node:
         if rec["optimizer_steps"]:
             m.train_step.observe(rec["train_seconds"] / rec["optimizer_steps"])
         m.train_loss.set(rec["loss"])
+        m.truncated_fraction.set(rec["truncated_fraction"])
+        if rec["optimizer_steps"]:
+            m.learning_rate.set(rec["lr"])
         m.train_kl.set(rec["kl"])
         for origin, frac in rec["clip_fraction_by_origin"].items():
             m.train_clip_fraction.labels(origin=origin).set(frac)

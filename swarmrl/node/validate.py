@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from swarmrl.config import NodeConfig
-from swarmrl.errors import ConfigError, RewardError, TaskError
+from swarmrl.errors import ConfigError, RewardError, TaskConfigError, TaskError
 
 if TYPE_CHECKING:
     from swarmrl.rewards.pipeline import RewardPipeline
@@ -54,6 +54,40 @@ def check_semantics(cfg: NodeConfig) -> None:
 
     for i, src in enumerate(cfg.tasks.sources):
         try:
-            build_source(src.source, src.dataset, src.config, cfg.tasks.seed, cfg.tasks.size).get(0)
+            built = build_source(src.source, src.dataset, src.config, cfg.tasks.seed, cfg.tasks.size)
+            built.get(0)
+        except TaskConfigError as exc:
+            raise ConfigError(f"tasks.sources[{i}].{exc.field}", str(exc)) from None
         except TaskError as exc:
             raise ConfigError(f"tasks.sources[{i}]", str(exc)) from None
+        if built.size <= cfg.tasks.eval_questions:
+            raise ConfigError(
+                "tasks.eval_questions",
+                f"tasks.sources[{i}] ({src.source}/{src.dataset}) has {built.size} items, not more than the "
+                f"{cfg.tasks.eval_questions} held-out evaluation questions; fix: lower it or use more data",
+            )
+    check_trainer(cfg)
+
+
+def check_trainer(cfg: NodeConfig) -> None:
+    """Cross-section trainer checks: a decaying learning-rate schedule needs a horizon."""
+    t = cfg.trainer
+    if t.lr_schedule != "constant" and not t.schedule_steps and not cfg.node.rounds:
+        raise ConfigError(
+            "trainer.lr_schedule",
+            f"'{t.lr_schedule}' decays over the run, but node.rounds is 0 (unbounded); fix: set "
+            "trainer.schedule_steps (optimizer steps) or node.rounds, or use 'constant'",
+        )
+    if t.lr_schedule != "constant" and t.warmup_steps >= schedule_horizon(cfg):
+        raise ConfigError(
+            "trainer.warmup_steps",
+            f"{t.warmup_steps} warm-up steps leave nothing of the {schedule_horizon(cfg)}-step schedule; "
+            "fix: use fewer",
+        )
+
+
+def schedule_horizon(cfg: NodeConfig) -> int:
+    """Optimizer steps the learning-rate schedule spans: trainer.schedule_steps, else node.rounds x
+    trainer.updates_per_round (0 when neither bounds the run)."""
+    t = cfg.trainer
+    return t.schedule_steps or cfg.node.rounds * t.updates_per_round

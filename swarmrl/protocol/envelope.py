@@ -42,6 +42,7 @@ REASONS = frozenset(
         "own_envelope",  # an envelope this node signed, handed back to it
         "task_mismatch",  # question or answer differ from the locally regenerated task
         "unverifiable_task",  # the task cannot be regenerated here (and unverified tasks are not allowed)
+        "unverifiable_dataset",  # the task is a row of a data file this node does not hold (or holds otherwise)
     }
 )
 

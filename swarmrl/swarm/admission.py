@@ -29,6 +29,8 @@ PENALTIES: dict[str, float] = {
     "own_envelope": 0.0,
     "task_mismatch": 10.0,
     "unverifiable_task": 1.0,
+    # An honest peer training on a file we do not hold: nothing to punish (it costs one cached lookup).
+    "unverifiable_dataset": 0.0,
 }
 
 

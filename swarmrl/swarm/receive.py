@@ -9,7 +9,9 @@ sender -> 9. replay (timestamp window, then the sequence window, checked without
 10. signature -> 11. the sequence number is recorded -> 12. per-sender rate limit -> 13. payload decode with
 count/length limits (every string bounded before it is stored or logged) -> 14. per-completion length
 budget of external groups (longer completions are cut, see ``ReceiveSettings.max_external_completion_chars``)
--> 15. per-group duplicate check -> 16. task regeneration and comparison of question and answer.
+-> 15. per-group duplicate check -> 16. task regeneration and comparison of question and answer (a row of
+a data file this node does not hold, or holds with other contents, is ``unverifiable_dataset``; any other
+task it cannot regenerate is ``unverifiable_task``; a regenerated task that differs is ``task_mismatch``).
 
 Who pays (see docs/trust.md): a penalty goes only to a peer that provably caused the failure.
 
@@ -38,7 +40,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarmrl.errors import ProtocolError, TaskError
+from swarmrl.errors import DatasetUnavailableError, ProtocolError, TaskError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol import peerid
 from swarmrl.protocol.types import RolloutGroup, TaskRef
@@ -89,6 +91,14 @@ def group_digest(group: RolloutGroup) -> bytes:
     return h.digest()
 
 
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Internal: why a task could not be regenerated (cached per TaskRef like a regenerated task)."""
+
+    reason: str
+    message: str
+
+
 class _Rejected(Exception):
     """Internal: an envelope-level rejection, charged to ``culprit``."""
 
@@ -124,7 +134,7 @@ class ReceivePath:
         self._clock = clock
         #: content digest -> the sender whose copy was accepted first
         self._seen: LRU[bytes, str] = LRU(settings.duplicate_cache)
-        self._tasks: LRU[str, tuple[str, str] | str] = LRU(_TASK_CACHE)
+        self._tasks: LRU[str, tuple[str, str] | _Refusal] = LRU(_TASK_CACHE)
         self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
 
     # ------------------------------------------------------------------------------------------ public
@@ -223,16 +233,24 @@ class ReceivePath:
         if known is None:
             try:
                 known = self._regenerate(group.task)
+            except DatasetUnavailableError as exc:
+                known = _Refusal(
+                    "unverifiable_dataset", f"cannot regenerate {key}: {exc}"[:_MAX_REASON_CHARS]
+                )
             except TaskError as exc:
-                known = (str(exc) or "cannot regenerate")[:_MAX_REASON_CHARS]
+                known = _Refusal(
+                    "unverifiable_task", f"cannot regenerate {key}: {exc or 'unknown'}"[:_MAX_REASON_CHARS]
+                )
             except Exception as exc:  # a task source bug is not the peer's fault; refuse, log, go on
                 log.warning("task regeneration of %s failed unexpectedly: %.200r", key, exc)
-                known = f"regeneration failed: {exc!r}"[:_MAX_REASON_CHARS]
+                known = _Refusal(
+                    "unverifiable_task", f"regeneration of {key} failed: {exc!r}"[:_MAX_REASON_CHARS]
+                )
             self._tasks.put(key, known)
-        if isinstance(known, str):
+        if isinstance(known, _Refusal):
             if self.settings.allow_unverified_tasks:
                 return
-            raise ProtocolError("unverifiable_task", f"cannot regenerate {key}: {known}")
+            raise ProtocolError(known.reason, known.message)
         question, answer = known
         if group.question != question or group.answer != answer:
             raise ProtocolError("task_mismatch", f"question or answer differ from the regenerated {key}")

@@ -77,6 +77,10 @@ class StepStats:
     #: no correction this round), and how many there were.
     external_is_weight: float | None = None
     external_is_count: int = 0
+    #: Learning rate of the last optimizer step of the round.
+    lr: float = 0.0
+    #: Completions given zero loss weight as truncated (trainer.mask_truncated_completions).
+    truncated_masked: int = 0
 
 
 class _Micro:
@@ -136,16 +140,50 @@ def _order_for_micro_batches(seqs: list[TrainSequence]) -> list[TrainSequence]:
     return sorted(seqs, key=lambda s: (len(s.prompt_ids), s.prompt_ids, len(s.completion_ids)))
 
 
+def lr_factor(schedule: str, step: int, warmup: int, total: int) -> float:
+    """Multiplier of the base learning rate for the optimizer step that follows ``step`` steps taken.
+
+    The formulas of transformers' ``get_{constant,linear,cosine}_schedule_with_warmup``: ``step / warmup``
+    during warm-up; then with ``p = (step - warmup) / (total - warmup)`` (clamped to [0, 1]) ``1`` (constant),
+    ``1 - p`` (linear) or ``(1 + cos(pi p)) / 2`` (cosine). ``total`` is ignored by ``constant``.
+    """
+    if step < warmup:
+        return step / max(1, warmup)
+    if schedule == "constant":
+        return 1.0
+    if total <= warmup:
+        raise ModelError(f"a {schedule} schedule needs more steps ({total}) than warm-up steps ({warmup})")
+    progress = min(1.0, (step - warmup) / (total - warmup))
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
+    if schedule == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    raise ModelError(f"unknown learning-rate schedule '{schedule}'; use constant, linear or cosine")
+
+
 class Learner:
     """AdamW on the policy, GRPO loss with asymmetric clipping, optional KL to a frozen reference."""
 
     def __init__(
-        self, policy: Policy, cfg: TrainerSection, autocast_dtype: torch.dtype | None = None
+        self,
+        policy: Policy,
+        cfg: TrainerSection,
+        autocast_dtype: torch.dtype | None = None,
+        schedule_steps: int = 0,
     ) -> None:
         """``autocast_dtype`` (CUDA only, e.g. ``torch.bfloat16``) runs the forward passes under autocast
-        while the weights and the optimizer stay in their own dtype; None (the default) runs as loaded."""
+        while the weights and the optimizer stay in their own dtype; None (the default) runs as loaded.
+        ``schedule_steps``: the optimizer steps a linear or cosine learning-rate schedule spans
+        (``trainer.schedule_steps`` wins when set). The rate of each step is derived from ``version`` (the
+        steps taken), so a learner restored from a checkpoint continues the schedule where it stopped."""
         self.policy = policy
         self.cfg = cfg
+        self.schedule_steps = cfg.schedule_steps or schedule_steps
+        if cfg.lr_schedule != "constant" and self.schedule_steps <= cfg.warmup_steps:
+            raise ModelError(
+                f"trainer.lr_schedule '{cfg.lr_schedule}' needs a horizon longer than the warm-up: set "
+                "trainer.schedule_steps or node.rounds"
+            )
         self.autocast_dtype = autocast_dtype if policy.device.type == "cuda" else None
         params = [p for p in policy.model.parameters() if p.requires_grad]
         self.optimizer = _adamw(params, cfg)
@@ -240,6 +278,15 @@ class Learner:
             if not s.prompt_ids or not s.completion_ids:
                 raise ValueError("a train sequence needs a non-empty prompt and completion")
 
+    def current_lr(self) -> float:
+        """The learning rate of the next optimizer step (schedule at ``version`` steps taken)."""
+        c = self.cfg
+        return c.lr * lr_factor(c.lr_schedule, self.version, c.warmup_steps, self.schedule_steps)
+
+    def _is_truncated(self, s: TrainSequence) -> bool:
+        """A completion that ran out of tokens: it does not end in the end-of-sequence token."""
+        return s.completion_ids[-1] != self.policy.eos_id
+
     def step(self, seqs: list[TrainSequence]) -> StepStats:
         """One round of updates: ``updates_per_round`` optimizer steps over minibatches of ``seqs``."""
         self.validate(seqs)
@@ -267,10 +314,15 @@ class Learner:
         clip_counts: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
         is_sum, is_n = 0.0, 0
         losses, kls, norms = [], [], []
+        mask_truncated = cfg.mask_truncated_completions
+        masked = {id(s) for s in seqs if self._is_truncated(s)} if mask_truncated else set()
+        stats.truncated_masked = len(masked)
         for mb in minibatches:
             self.optimizer.zero_grad(set_to_none=True)
-            n_tokens = float(sum(len(s.completion_ids) for s in mb))
-            norm = n_tokens if cfg.loss_agg == "token_mean" else float(len(mb))
+            # TRL's mask_truncated_completions: a truncated completion's tokens leave the loss and its
+            # token count (token_mean); seq_mean and constant keep their per-sequence / per-batch divisors.
+            n_tokens = float(sum(len(s.completion_ids) for s in mb if id(s) not in masked))
+            norm = max(n_tokens, 1.0) if cfg.loss_agg == "token_mean" else float(len(mb))
             mb_loss, mb_kl = 0.0, 0.0
             if len(mb) > cfg.micro_batch and cfg.loss_agg != "constant":
                 # "constant" normalises by each micro-batch's width: keep its original split.
@@ -285,6 +337,9 @@ class Learner:
                 ]
                 batch = _Micro(micro, self.policy.pad_id, self.policy.device)
                 cmask = batch.cmask
+                if masked:
+                    keep = torch.tensor([id(s) not in masked for s in micro], device=cmask.device)
+                    cmask = cmask * keep.to(cmask.dtype).unsqueeze(1)
                 logp = self._completion_logprobs(model, batch)
                 old = torch.where(
                     batch.known.unsqueeze(1) & ~torch.isnan(batch.old), batch.old, logp.detach()
@@ -334,6 +389,10 @@ class Learner:
                     c[1] += n_tok
                     c[2] += ratio_sum
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm, foreach=True)
+            lr = self.current_lr()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            stats.lr = lr
             self.optimizer.step()
             self.version += 1
             stats.optimizer_steps += 1

@@ -52,7 +52,17 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelError("model.device is 'cuda' but no CUDA device is visible; use 'cpu' or 'auto'")
+    if device == "mps" and not mps_available():
+        raise ModelError(
+            "model.device is 'mps' but this torch sees no Apple-silicon GPU (torch.backends.mps); use 'cpu'"
+        )
     return torch.device(device)
+
+
+def mps_available() -> bool:
+    """Whether torch can use Apple's Metal backend here (never on Linux)."""
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -117,18 +127,48 @@ def _load_policy(cfg: ModelSection, tasks: TasksSection, data_dir: Path, seed: i
             build_embedded(cfg, tasks, seed, cache)
         policy = _load_pretrained(str(cache), device, dtype, False)
         policy.name = EMBEDDED_MODEL
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(policy.model)
     if cfg.lora_rank > 0:
-        policy.model = _with_lora(policy.model, cfg.lora_rank)
+        policy.model = _with_lora(policy.model, cfg)
     return policy
 
 
-def _with_lora(model: PreTrainedModel, rank: int) -> Any:
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """transformers' activation checkpointing (non-reentrant: works with frozen embeddings under LoRA)."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        raise ModelError(
+            f"{type(model).__name__} does not support gradient checkpointing; set "
+            "model.gradient_checkpointing to false"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def lora_config(cfg: ModelSection) -> Any:
+    """peft's LoraConfig for ``model.lora_*``: rank, alpha (default 2 x rank), dropout, target modules."""
     try:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig
     except ImportError as exc:
         raise ModelError("model.lora_rank > 0 needs peft: pip install 'swarmrl[gpu]' or peft") from exc
-    conf = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, conf)
+    alpha = cfg.lora_alpha if cfg.lora_alpha is not None else 2 * cfg.lora_rank
+    targets = cfg.lora_target_modules
+    return LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=alpha,  # type: ignore[arg-type]
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets if isinstance(targets, str) else list(targets),
+        task_type="CAUSAL_LM",
+    )
+
+
+def _with_lora(model: PreTrainedModel, cfg: ModelSection) -> Any:
+    from peft import get_peft_model
+
+    conf = lora_config(cfg)
+    try:
+        return get_peft_model(model, conf)
+    except ValueError as exc:  # e.g. a target module name the model does not have
+        raise ModelError(f"cannot add LoRA adapters (model.lora_target_modules): {exc}") from exc
 
 
 def tiny_qwen2_config(

@@ -254,6 +254,7 @@ def test_every_reason_is_in_the_fixed_set() -> None:
         "rate_limited",
         "task_mismatch",
         "unverifiable_task",
+        "unverifiable_dataset",
         "duplicate",
         "own_envelope",
         "banned",
