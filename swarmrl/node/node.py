@@ -151,8 +151,19 @@ class Node:
         self.tasks = TaskSampler(
             self.sources, [s.weight for s in cfg.tasks.sources], self.task_rng, cfg.tasks.eval_questions
         )
-        self.journal = Journal(self.data_dir / "journal.log")
-        self.rollout_log = Journal(self.data_dir / "rollouts.log") if cfg.node.record_rollouts else None
+        disk, mib = cfg.node.disk, 1024 * 1024
+        self.journal = Journal(
+            self.data_dir / "journal.log", int(disk.journal_max_mb * mib), disk.journal_keep
+        )
+        self.rollout_log = (
+            Journal(self.data_dir / "rollouts.log", int(disk.rollouts_max_mb * mib), disk.rollouts_keep)
+            if cfg.node.record_rollouts
+            else None
+        )
+        self.metrics.watch_process("node", os.getpid)
+        if isinstance(self.generator, ProcessGenerator):
+            gen = self.generator
+            self.metrics.watch_process("generation", lambda: gen.pid)
         self._resume()
         self.generator.sync_weights()  # resumed weights reach a backend with its own copy (process, vLLM)
         self.progress = Progress(cfg.node.progress, cfg.node.rounds, cfg.node.name)
