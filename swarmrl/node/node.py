@@ -31,6 +31,7 @@ from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
 from swarmrl.node.progress import Progress
 from swarmrl.node.rollouts import PROMPT_IDS, retokenize, to_samples, train_sequences
+from swarmrl.node.tracking import Tracking
 from swarmrl.node.validate import build_reward_pipeline
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
@@ -75,6 +76,8 @@ class Node:
         self._stops = 0
         self._healthy = False
         self.server: MetricsServer | None = None
+        self.tracking: Tracking | None = None
+        self.last_checkpoint: Path | None = None
         self.swarm: Any = None
         self.control: Any = None
         self._ext_cache: dict[int, tuple[RolloutGroup, list[Sample], ScoredGroup]] = {}
@@ -167,6 +170,7 @@ class Node:
         self._resume()
         self.generator.sync_weights()  # resumed weights reach a backend with its own copy (process, vLLM)
         self.progress = Progress(cfg.node.progress, cfg.node.rounds, cfg.node.name)
+        self.tracking = Tracking.from_config(cfg, self.data_dir)
 
     def _resume(self) -> None:
         ckpt = load_latest(self.data_dir / "checkpoints", map_location=self.policy.device)
@@ -219,6 +223,7 @@ class Node:
         return root, snap["round"], snap["version"], snap["model"], snap["optimizer"], snap["extra"], keep
 
     def _checkpoint_done(self, path: Path) -> None:
+        self.last_checkpoint = path
         self.metrics.checkpoint_timestamp.set(time.time())
         log.debug("checkpoint %s", path.name)
 
@@ -549,6 +554,8 @@ class Node:
                 self.round = res.round
                 self._record(res)
                 self.progress.update(res.record)
+                if self.tracking is not None:
+                    self.tracking.round(res.record, res.local)
                 if self.round % self.cfg.node.checkpoint_every == 0:
                     await self._checkpoint_round()
             if self.round % self.cfg.node.checkpoint_every != 0:
@@ -556,6 +563,7 @@ class Node:
             await self._await_checkpoint()
         finally:
             await self.close()
+        self.progress.finish(self.data_dir, self.last_checkpoint)
         log.info("stopped at round %d, policy version %d", self.round, self.learner.version)
         return 0
 
@@ -584,6 +592,9 @@ class Node:
             self.server.close()
             self.server = None
         self.progress.close()
+        if self.tracking is not None:
+            self.tracking.close()
+            self.tracking = None
         for j in (getattr(self, "journal", None), getattr(self, "rollout_log", None)):
             if j is not None:
                 j.close()
