@@ -57,6 +57,10 @@ def run(
     rounds: Annotated[int | None, typer.Option("--rounds", help="Rounds to run (0 = until stopped).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Node seed.")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text or json.")] = None,
+    report_to: Annotated[
+        str | None,
+        typer.Option("--report-to", help="Experiment tracking: tensorboard, wandb, both (comma) or none."),
+    ] = None,
     sets: SetOpt = None,
 ) -> None:
     """Run the node daemon (the embedded default needs no config at all)."""
@@ -70,13 +74,19 @@ def run(
             "node.rounds": rounds,
             "node.seed": seed,
             "node.log_format": log_format,
+            "node.report_to": report_to,
         },
     )
     from swarmrl.node.logs import setup_logging
     from swarmrl.node.validate import check_semantics
 
     check_semantics(cfg)
-    setup_logging(cfg.node.log_format, cfg.node.log_level, cfg.node.name)
+    n = cfg.node
+    log_file = None
+    if n.log_file is not None:
+        log_file = n.log_file if n.log_file.is_absolute() else Path(n.data_dir).expanduser() / n.log_file
+    mib = 1024 * 1024
+    setup_logging(n.log_format, n.log_level, n.name, log_file, int(n.disk.log_max_mb * mib), n.disk.log_keep)
     from swarmrl.trainer.genlaunch import launch_for
 
     worker = launch_for(cfg)  # a generation child imports torch while this process does

@@ -16,6 +16,50 @@ from swarmrl.config.base import Section
 EMBEDDED_MODEL = "tiny-default"
 
 
+class DiskSection(Section):
+    """Size caps of what a node writes into its data directory (each file rotates at a record/line boundary).
+
+    A capped file uses at most about ``max_mb * (1 + keep)`` MiB; 0 MiB never rotates (unbounded).
+    """
+
+    journal_max_mb: float = Field(
+        32.0, ge=0, le=1_000_000, description="journal.log rotates at this size (MiB); 0 never rotates."
+    )
+    journal_keep: int = Field(
+        3,
+        ge=0,
+        le=1000,
+        description="Rotated journal files kept (journal.log.1 ...); older ones are deleted.",
+    )
+    rollouts_max_mb: float = Field(
+        32.0, ge=0, le=1_000_000, description="rollouts.log rotates at this size (MiB); 0 never rotates."
+    )
+    rollouts_keep: int = Field(1, ge=0, le=1000, description="Rotated rollouts.log files kept.")
+    log_max_mb: float = Field(
+        16.0, ge=0, le=1_000_000, description="node.log_file rotates at this size (MiB); 0 never rotates."
+    )
+    log_keep: int = Field(2, ge=0, le=1000, description="Rotated log files kept (node.log.1 ...).")
+
+
+class TrackingSection(Section):
+    """Experiment tracking (``node.report_to``): where the writers put their files and what they log."""
+
+    dir: Path = Field(
+        Path("runs"),
+        description="Directory of the TensorBoard event files and the W&B run (relative: inside node.data_dir).",
+    )
+    text_every: int = Field(
+        50, ge=0, le=1_000_000, description="Log a sample of completions as text every N rounds (0 = never)."
+    )
+    text_samples: int = Field(4, ge=1, le=256, description="Groups in each logged sample of completions.")
+    wandb_project: str = Field("swarmrl", min_length=1, max_length=128, description="W&B project name.")
+    wandb_mode: Literal["auto", "offline", "online"] = Field(
+        "auto",
+        description="W&B mode: 'auto' is online when logged in (WANDB_API_KEY or a netrc entry), else offline; "
+        "WANDB_MODE in the environment wins.",
+    )
+
+
 class NodeSection(Section):
     name: str = Field("node", description="Human-readable node name (logs, metrics target label).")
     data_dir: Path = Field(
@@ -55,6 +99,32 @@ class NodeSection(Section):
     progress: Literal["auto", "rich", "plain"] = Field(
         "auto", description="Live progress: 'rich' display on a TTY, 'plain' lines; 'auto' picks by TTY."
     )
+    log_file: Path | None = Field(
+        None,
+        description="Write the logs to this file (rotated by node.disk.log_max_mb) instead of stderr; "
+        "a relative path is inside node.data_dir.",
+    )
+    disk: DiskSection = Field(default_factory=DiskSection)
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=list,
+        description="Experiment trackers fed every round: 'tensorboard', 'wandb', a list of both, or 'none'.",
+    )
+    tracking: TrackingSection = Field(default_factory=TrackingSection)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value: Any) -> Any:
+        items = [x for x in value.split(",") if x.strip()] or ["none"] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return value
+        items = [x.strip().lower() if isinstance(x, str) else x for x in items]
+        if "none" in items:
+            if len(items) > 1:
+                raise ValueError("'none' cannot be combined with other trackers")
+            return []
+        if len(set(items)) != len(items):
+            raise ValueError(f"lists a tracker twice: {items}")
+        return items
 
 
 class TinyModelSection(Section):

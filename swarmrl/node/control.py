@@ -118,7 +118,7 @@ class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
     ) -> swarm_pb2.RecentRewardsReply:
         n = min(request.rounds or DEFAULT_REWARD_ROUNDS, MAX_ITEMS)
         journal = getattr(self._node, "journal", None)
-        records = [r for r in (journal.records if journal is not None else []) if r.get("kind") == "round"]
+        records = [r for r in (journal.recent if journal is not None else []) if r.get("kind") == "round"]
         out = [
             swarm_pb2.RoundRewards(
                 round=int(r["round"]),

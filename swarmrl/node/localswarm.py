@@ -3,7 +3,8 @@
 Node 0 is the bootstrap. With libp2p the others join it through its multiaddr (``/p2p/<peer id>``
 included) and gossipsub carries everything between all of them; with gRPC, which does not relay, each node
 lists every earlier node as a static peer (a full mesh), so nodes start one after another. Every node
-gets its own data directory ``DATA/node-<i>`` (log in ``node.log``), seed ``i``, and free ports (metrics,
+gets its own data directory ``DATA/node-<i>`` (log in ``node.log``, rotated by ``node.disk``; stdout and
+stderr, where only errors before logging starts go, in ``node.stderr.log``), seed ``i``, and free ports (metrics,
 control, swarm); the launcher learns the bound ports from each node's ``node.json``.
 
 All nodes run in one process group of their own; a stop (SIGINT/SIGTERM to the launcher) sends SIGTERM to
@@ -34,6 +35,9 @@ log = logging.getLogger(__name__)
 Transport = Literal["libp2p", "grpc"]
 #: How long one node may take to load its model and bind its ports.
 START_TIMEOUT_S = 180.0
+#: The node's own log (rotated by ``node.disk``) and the file its stdout/stderr go to (start-up errors).
+LOG_NAME = "node.log"
+STDERR_NAME = "node.stderr.log"
 #: How long nodes get to finish their round and checkpoint after SIGTERM before SIGKILL.
 STOP_GRACE_S = 60.0
 
@@ -71,14 +75,18 @@ class NodeProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / "node.log"
+        return self.data_dir / LOG_NAME
 
     def log_tail(self, lines: int = 15) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        """The last lines of the node's log, then of its stderr (where errors before logging end up)."""
+        out: list[str] = []
+        for path in (self.log_path, self.data_dir / STDERR_NAME):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            out += text.splitlines()[-lines:]
+        return "\n".join(out)
 
 
 @dataclass
@@ -96,7 +104,13 @@ class LocalSwarm:
         args = [*spec.python, "-m", "swarmrl.cli", "run", "--data-dir", str(self._dir(index))]
         if spec.config is not None:
             args += ["--config", str(spec.config)]
-        for s in (f"node.name=node-{index}", f"node.seed={index}", "node.progress=plain"):
+        defaults = (
+            f"node.name=node-{index}",
+            f"node.seed={index}",
+            "node.progress=plain",
+            f"node.log_file={LOG_NAME}",
+        )
+        for s in defaults:
             args += ["--set", s]
         for s in spec.sets:
             args += ["--set", s]
@@ -118,7 +132,7 @@ class LocalSwarm:
         data_dir = self._dir(index)
         data_dir.mkdir(parents=True, exist_ok=True)
         run_info_path(data_dir).unlink(missing_ok=True)  # a stale file from an earlier run
-        log_file = open(data_dir / "node.log", "ab")  # noqa: SIM115 - closed in stop()
+        log_file = open(data_dir / STDERR_NAME, "ab")  # noqa: SIM115 - closed in stop()
         env = {k: v for k, v in os.environ.items()}
         env["PYTHONUNBUFFERED"] = "1"
         process = subprocess.Popen(

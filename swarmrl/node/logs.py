@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import os
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -103,13 +105,49 @@ def _install_json_excepthooks() -> None:
     threading.excepthook = thread_hook
 
 
-def setup_logging(fmt: str = "text", level: str = "info", node: str = "") -> None:
-    """Configure the root logger once per process (the CLI calls this; libraries never do)."""
+class CappedFileHandler(logging.handlers.RotatingFileHandler):
+    """A log file that rotates at ``max_bytes`` keeping ``keep`` old files; with ``keep`` 0 it starts over."""
+
+    def __init__(self, path: Path, max_bytes: int, keep: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=keep, encoding="utf-8")
+
+    def doRollover(self) -> None:
+        if self.backupCount > 0:
+            super().doRollover()
+            return
+        if self.stream:
+            self.stream.close()
+        self.stream = open(self.baseFilename, "w", encoding=self.encoding)  # noqa: SIM115
+
+
+def setup_logging(
+    fmt: str = "text",
+    level: str = "info",
+    node: str = "",
+    file: Path | None = None,
+    max_bytes: int = 0,
+    keep: int = 0,
+) -> None:
+    """Configure the root logger once per process (the CLI calls this; libraries never do).
+
+    With ``file`` the records go to that file (rotated at ``max_bytes``, ``keep`` old files) instead of stderr.
+    """
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     handler: logging.Handler
-    if fmt == "json":
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        handler = CappedFileHandler(file, max_bytes, keep)
+        if fmt == "json":
+            handler.setFormatter(JsonFormatter(node))
+            _install_json_excepthooks()
+        else:
+            prefix = f"[{node}] " if node else ""
+            handler.setFormatter(
+                logging.Formatter(f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s")
+            )
+    elif fmt == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter(node))
         _install_json_excepthooks()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -94,6 +96,31 @@ class NodeMetrics:
             "swarmrl_checkpoint_timestamp_seconds", "Time of the last durable checkpoint", registry=r
         )
         self.up = Gauge("swarmrl_up", "1 while the node's round loop is alive", registry=r)
+        self.resident_memory = Gauge(
+            "swarmrl_process_resident_memory_bytes",
+            "Resident memory (RSS) of each process of the node: node, generation (the child), read at scrape",
+            ["process"],
+            registry=r,
+        )
+
+    def watch_process(self, name: str, pid: Callable[[], int | None]) -> None:
+        """Report the RSS of the process ``pid()`` (looked up at every scrape) as ``process=name``."""
+        cache: dict[int, psutil.Process] = {}
+
+        def rss() -> float:
+            current = pid()
+            if current is None:
+                return math.nan
+            try:
+                proc = cache.get(current)
+                if proc is None:
+                    cache.clear()
+                    proc = cache[current] = psutil.Process(current)
+                return float(proc.memory_info().rss)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                return math.nan
+
+        self.resident_memory.labels(process=name).set_function(rss)
 
     # -- SwarmEvents -------------------------------------------------------------------------------
     def published(self, groups: int) -> None:

@@ -40,6 +40,7 @@ from swarmrl.node.rollouts import (
     train_sequences,
 )
 from swarmrl.node.saved_config import write_node_config
+from swarmrl.node.tracking import Tracking
 from swarmrl.node.validate import build_reward_pipeline, schedule_horizon
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
@@ -90,6 +91,8 @@ class Node:
         self._stops = 0
         self._healthy = False
         self.server: MetricsServer | None = None
+        self.tracking: Tracking | None = None
+        self.last_checkpoint: Path | None = None
         self.swarm: Any = None
         self.control: Any = None
         self._ext_cache: dict[int, tuple[RolloutGroup, list[Sample], ScoredGroup]] = {}
@@ -173,11 +176,23 @@ class Node:
         self.tasks = TaskSampler(
             self.sources, [s.weight for s in cfg.tasks.sources], self.task_rng, cfg.tasks.eval_questions
         )
-        self.journal = Journal(self.data_dir / "journal.log")
-        self.rollout_log = Journal(self.data_dir / "rollouts.log") if cfg.node.record_rollouts else None
+        disk, mib = cfg.node.disk, 1024 * 1024
+        self.journal = Journal(
+            self.data_dir / "journal.log", int(disk.journal_max_mb * mib), disk.journal_keep
+        )
+        self.rollout_log = (
+            Journal(self.data_dir / "rollouts.log", int(disk.rollouts_max_mb * mib), disk.rollouts_keep)
+            if cfg.node.record_rollouts
+            else None
+        )
+        self.metrics.watch_process("node", os.getpid)
+        if isinstance(self.generator, ProcessGenerator):
+            gen = self.generator
+            self.metrics.watch_process("generation", lambda: gen.pid)
         self._resume()
         self.generator.sync_weights()  # resumed weights reach a backend with its own copy (process, vLLM)
         self.progress = Progress(cfg.node.progress, cfg.node.rounds, cfg.node.name)
+        self.tracking = Tracking.from_config(cfg, self.data_dir)
 
     def _resume(self) -> None:
         ckpt = load_latest(self.data_dir / "checkpoints", map_location=self.policy.device)
@@ -230,6 +245,7 @@ class Node:
         return root, snap["round"], snap["version"], snap["model"], snap["optimizer"], snap["extra"], keep
 
     def _checkpoint_done(self, path: Path) -> None:
+        self.last_checkpoint = path
         self.metrics.checkpoint_timestamp.set(time.time())
         log.debug("checkpoint %s", path.name)
 
@@ -587,6 +603,8 @@ class Node:
                 self.round = res.round
                 self._record(res)
                 self.progress.update(res.record)
+                if self.tracking is not None:
+                    self.tracking.round(res.record, res.local)
                 if self.round % self.cfg.node.checkpoint_every == 0:
                     await self._checkpoint_round()
             if self.round % self.cfg.node.checkpoint_every != 0:
@@ -594,6 +612,7 @@ class Node:
             await self._await_checkpoint()
         finally:
             await self.close()
+        self.progress.finish(self.data_dir, self.last_checkpoint)
         log.info("stopped at round %d, policy version %d", self.round, self.learner.version)
         return 0
 
@@ -622,6 +641,9 @@ class Node:
             self.server.close()
             self.server = None
         self.progress.close()
+        if self.tracking is not None:
+            self.tracking.close()
+            self.tracking = None
         for j in (getattr(self, "journal", None), getattr(self, "rollout_log", None)):
             if j is not None:
                 j.close()

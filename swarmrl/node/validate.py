@@ -50,6 +50,9 @@ def check_semantics(cfg: NodeConfig) -> None:
         build_reward_pipeline(cfg)
     except RewardError as exc:
         raise ConfigError("rewards", str(exc)) from None
+    from swarmrl.node.tracking import check_trackers
+
+    check_trackers(cfg.node.report_to)
     from swarmrl.tasks import build_source
 
     for i, src in enumerate(cfg.tasks.sources):

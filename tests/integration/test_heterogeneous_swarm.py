@@ -60,7 +60,7 @@ def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: 
     assert len(a.policy.tokenizer) != len(b.policy.tokenizer)
     assert a.policy.model.config.hidden_size != b.policy.model.config.hidden_size
     for node in (a, b):
-        records = node.journal.records
+        records = node.journal.read_all()
         external = sum(r["external_groups"] for r in records)
         assert external > 0, f"{node.cfg.node.name} trained on no external group"
         assert node.metrics.train_groups.labels(origin="external")._value.get() == external

@@ -31,7 +31,7 @@ def _node(tmp: Path, staleness: int, rounds: int, worker: str = "process") -> No
 def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path: Path, worker: str) -> None:
     node = _node(tmp_path / "a", 1, 5, worker)
     assert asyncio.run(node.run()) == 0
-    records = node.journal.records
+    records = node.journal.read_all()
     assert [r["round"] for r in records] == [1, 2, 3, 4, 5]
     # round 1 is generated before any update (fresh); later rounds were generated during the previous update
     assert set(records[0]["ratio_mean_by_origin"]) <= {"local"}
@@ -57,7 +57,7 @@ def test_synchronous_loop_shares_the_policy(tmp_path: Path) -> None:
     node = _node(tmp_path / "b", 0, 2)
     assert asyncio.run(node.run()) == 0
     assert node.gen_policy is node.policy
-    assert all("stale" not in r["ratio_mean_by_origin"] for r in node.journal.records)
+    assert all("stale" not in r["ratio_mean_by_origin"] for r in node.journal.read_all())
 
 
 def test_overlapped_swarm_keeps_the_budget_i_plus_j(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_overlapped_swarm_keeps_the_budget_i_plus_j(tmp_path: Path) -> None:
 
     nodes = asyncio.run(run())
     for n in nodes:
-        records = n.journal.records
+        records = n.journal.read_all()
         assert len(records) == 12
         assert all(r["local_groups"] + r["external_groups"] == 4 for r in records), [
             (r["local_groups"], r["external_groups"]) for r in records
