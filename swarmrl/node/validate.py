@@ -9,6 +9,7 @@ from swarmrl.errors import ConfigError, RewardError, TaskError
 
 if TYPE_CHECKING:
     from swarmrl.rewards.pipeline import RewardPipeline
+    from swarmrl.tasks.schedule import RecoveringScheduler
 
 
 def build_reward_pipeline(cfg: NodeConfig) -> RewardPipeline:
@@ -57,3 +58,30 @@ def check_semantics(cfg: NodeConfig) -> None:
             build_source(src.source, src.dataset, src.config, cfg.tasks.seed, cfg.tasks.size).get(0)
         except TaskError as exc:
             raise ConfigError(f"tasks.sources[{i}]", str(exc)) from None
+    sch = cfg.tasks.scheduler
+    if cfg.tasks.schedule != "fixed" and sch.arms_per_round > len(cfg.tasks.sources):
+        raise ConfigError(
+            "tasks.scheduler.arms_per_round",
+            f"{sch.arms_per_round} sources per round but only {len(cfg.tasks.sources)} task sources; "
+            "fix: use at most the number of tasks.sources",
+        )
+
+
+def build_scheduler(cfg: NodeConfig) -> RecoveringScheduler | None:
+    """The task scheduler ``tasks.schedule`` asks for (None for ``fixed``)."""
+    t = cfg.tasks
+    if t.schedule == "fixed":
+        return None
+    from swarmrl.tasks.schedule import RecoveringScheduler
+
+    s = t.scheduler
+    return RecoveringScheduler(
+        len(t.sources),
+        t.schedule,
+        s.arms_per_round,
+        s.max_gap,
+        s.max_period,
+        s.ucb_c,
+        s.replan_every,
+        s.prior,
+    )
