@@ -292,7 +292,7 @@ class P2S(ScorerSlot):
             for k in range(len(spans)):
                 prefix = "" if k == 0 else s.completion[: spans[k].start]
                 plan.append((i, prefix, self.sep.join(ref[k:])))
-        asks = [(i, p, r) for i, p, r in plan if r]
+        asks = [item for item in plan if item[2]]  # the same tuples: looked up by identity below
         got = (
             self.resolve(group, self.name).logprobs(
                 [group[i].prompt for i, _, _ in asks], [r for _, _, r in asks], [p for _, p, _ in asks]
