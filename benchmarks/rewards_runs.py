@@ -7,8 +7,15 @@ journal gives, over the last ``--last`` rounds: the mean training reward (``rewa
 return, in each pipeline's own units, so not comparable across pipelines), the exact-match accuracy of the
 sampled completions, and each module's mean.
 
-Usage: ``python benchmarks/rewards_runs.py [--rounds 100] [--last 20] [--threads 1] [--out DIR]
-[--json FILE] [CONFIG ...]``. Prints a markdown table.
+The literature suite (issue 17, ``--suite literature``; ``all`` runs both) runs every arm of
+``_literature_arms.py`` -- each new module, combine mode or task schedule on a task where it is meant to help,
+beside the exact-match baseline of that task -- for every seed of ``--seeds`` and reports, as mean ± sd over
+seeds: accuracy of the first and last ``--last`` rounds, the zero-advantage fraction of the training reward
+(first -> last), the exact-match zero-variance fraction recomputed from ``rollouts.log`` (comparable across
+pipelines) and the final greedy evaluation.
+
+Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature] [--seeds 0,1,2] [--jobs 2]
+[--rounds 100] [--last 20] [--threads 1] [--out DIR] [--json FILE] [CONFIG ...]``. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +47,9 @@ def _scrape(url: str) -> str:
         return str(resp.read().decode())
 
 
-def run_config(config: Path, data_dir: Path, rounds: int, threads: int, timeout: float) -> dict[str, Any]:
+def run_config(
+    config: Path, data_dir: Path, rounds: int, threads: int, timeout: float, seed: int | None = None
+) -> dict[str, Any]:
     """One node run; returns wall time, exit code, the module labels seen on /metrics and the log path."""
     log_path = data_dir.with_suffix(".log")
     cmd = [
@@ -62,6 +72,8 @@ def run_config(config: Path, data_dir: Path, rounds: int, threads: int, timeout:
         "--set",  # the recorded figures (README) are synchronous runs
         "trainer.max_staleness=0",
     ]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SWARMRL_")}
     env["PYTHONUNBUFFERED"] = "1"
     t0 = time.monotonic()
@@ -85,6 +97,7 @@ def run_config(config: Path, data_dir: Path, rounds: int, threads: int, timeout:
                 proc.kill()
     return {
         "config": config.stem,
+        "seed": seed,
         "rc": proc.returncode,
         "seconds": time.monotonic() - t0,
         "metric_modules": labels,
@@ -104,7 +117,12 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
     for name in tail[-1].get("modules", {}):
         modules[name] = statistics.fmean(float(r["modules"].get(name, 0.0)) for r in tail)
     evals = [r["eval_accuracy"] for r in records if r.get("eval_accuracy") is not None]
+    em_zero = _em_zero_variance(data_dir / "rollouts.log", last)
     return {
+        "zero_adv_first": statistics.fmean(float(r["zero_variance_fraction"]) for r in records[:last]),
+        "zero_adv": statistics.fmean(float(r["zero_variance_fraction"]) for r in tail),
+        "em_zero_var_first": em_zero[0],
+        "em_zero_var": em_zero[1],
         "rounds": len(records),
         "reward_mean": statistics.fmean(float(r["reward_mean"]) for r in tail),
         "accuracy": statistics.fmean(float(r["accuracy"]) for r in tail),
@@ -112,6 +130,29 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
         "eval_accuracy": evals[-1] if evals else None,
         "modules": modules,
     }
+
+
+def _em_zero_variance(path: Path, last: int) -> tuple[float | None, float | None]:
+    """Share of own groups whose completions all get the same exact-match score (first / last ``last``
+    rounds), recomputed from ``rollouts.log``: comparable across pipelines, whatever the training reward."""
+    from swarmrl.node.journal import read_journal
+    from swarmrl.rewards.base import extract_answer
+
+    if not path.exists():
+        return None, None
+    per_round = []
+    for rec in read_journal(path):
+        if rec.get("kind") != "rollouts":
+            continue
+        flags = []
+        for g in rec["groups"]:
+            hits = {extract_answer(c) == str(g["answer"]).strip() for c in g["completions"]}
+            flags.append(1.0 if len(hits) == 1 else 0.0)
+        if flags:
+            per_round.append(statistics.fmean(flags))
+    if not per_round:
+        return None, None
+    return statistics.fmean(per_round[:last]), statistics.fmean(per_round[-last:])
 
 
 def table(rows: list[dict[str, Any]], last: int) -> str:
@@ -133,9 +174,108 @@ def table(rows: list[dict[str, Any]], last: int) -> str:
     return "\n".join(lines)
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+def literature_runs(
+    out: Path, rounds: int, last: int, threads: int, timeout: float, seeds: list[int], jobs: int
+) -> list[dict[str, Any]]:
+    """Every arm of ``_literature_arms.ARMS`` for every seed (``jobs`` node processes at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import yaml
+    from _literature_arms import ARMS, BASE, TASKS
+
+    todo = []
+    for item, task, label, extra in ARMS:
+        cfg = _merge(_merge(BASE, TASKS[task]), extra)
+        cfg["node"]["name"] = _slug(label)[:30]
+        arm_dir = out / _slug(f"{item} {task} {label}")
+        arm_dir.mkdir(parents=True, exist_ok=True)
+        path = arm_dir / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        todo += [(item, task, label, path, arm_dir / f"seed-{seed}", seed) for seed in seeds]
+
+    todo.sort(key=lambda job: seeds.index(job[5]))  # every arm of a seed before the next seed
+
+    cache = out / "_models"
+
+    def one(job: tuple[str, str, str, Path, Path, int]) -> dict[str, Any]:
+        item, task, label, path, data_dir, seed = job
+        print(f"running {item} / {task} / {label} seed {seed} ...", file=sys.stderr, flush=True)
+        _share_models(cache, data_dir / "models", into_run=True)
+        row = run_config(path, data_dir, rounds, threads, timeout, seed)
+        _share_models(cache, data_dir / "models", into_run=False)
+        row.update(item=item, task=task, label=label, summary=summarize(data_dir, last))
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, todo))
+
+
+def _share_models(cache: Path, models: Path, into_run: bool) -> None:
+    """Reuse warm-started embedded models between runs of the same (model config, tasks, seed): the cache
+    directory name is the node's own fingerprint of those, so a run only finds the model it would build."""
+    src, dst = (cache, models) if into_run else (models, cache)
+    if not src.is_dir():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        if (entry / "config.json").is_file() and not (dst / entry.name).exists():
+            tmp = dst / f".tmp-{entry.name}-{os.getpid()}-{time.monotonic_ns()}"
+            shutil.copytree(entry, tmp)
+            with contextlib.suppress(OSError):
+                os.replace(tmp, dst / entry.name)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ms(values: list[float | None]) -> str:
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.fmean(v):.3f} ± {sd:.3f}"
+
+
+def literature_table(rows: list[dict[str, Any]], last: int) -> str:
+    """One line per arm: means ± sd over seeds."""
+    arms: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        arms.setdefault((r["item"], r["task"], r["label"]), []).append(r)
+    head = (
+        f"| item | task | pipeline | seeds | rc | accuracy first {last} | accuracy last {last} "
+        f"| zero-adv fraction first {last} -> last {last} | exact-match zero-variance last {last} "
+        f"| final greedy eval | s/run |"
+    )
+    lines = [head, "|" + "---|" * 11]
+    for (item, task, label), rs in arms.items():
+        s = [r.get("summary", {}) for r in rs]
+        lines.append(
+            f"| {item} | {task} | {label} | {len(rs)} | {max(r['rc'] or 0 for r in rs)} "
+            f"| {_ms([x.get('first_accuracy') for x in s])} | {_ms([x.get('accuracy') for x in s])} "
+            f"| {_ms([x.get('zero_adv_first') for x in s])} -> {_ms([x.get('zero_adv') for x in s])} "
+            f"| {_ms([x.get('em_zero_var') for x in s])} | {_ms([x.get('eval_accuracy') for x in s])} "
+            f"| {statistics.fmean(r['seconds'] for r in rs):.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("configs", nargs="*", type=Path, help="configs (default: deploy/configs/rewards/*.yaml)")
+    ap.add_argument("--suite", choices=("all", "configs", "literature"), default="all")
+    ap.add_argument("--seeds", default="0,1,2", help="seeds of the literature suite (comma-separated)")
+    ap.add_argument("--jobs", type=int, default=1, help="literature-suite node processes at a time")
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--last", type=int, default=20, help="rounds averaged at the end")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per node")
@@ -145,22 +285,33 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.last < 1:
         ap.error("--rounds and --last must be >= 1")
-    configs = args.configs or sorted(CONFIGS.glob("*.yaml"))
     out = args.out or Path(tempfile.mkdtemp(prefix="swarmrl-rewards-"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for config in configs:
-        data_dir = out / config.stem
-        print(
-            f"running {config.name} for {args.rounds} rounds in {data_dir} ...", file=sys.stderr, flush=True
+    rows: list[dict[str, Any]] = []
+    if args.suite in ("all", "configs") or args.configs:
+        configs = args.configs or sorted(CONFIGS.glob("*.yaml"))
+        for config in configs:
+            data_dir = out / config.stem
+            print(
+                f"running {config.name} for {args.rounds} rounds in {data_dir} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            row = run_config(config, data_dir, args.rounds, args.threads, args.timeout)
+            row["summary"] = summarize(data_dir, args.last)
+            rows.append(row)
+        print(table(rows, args.last))
+    lit: list[dict[str, Any]] = []
+    if args.suite in ("all", "literature") and not args.configs:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        lit = literature_runs(
+            out / "literature", args.rounds, args.last, args.threads, args.timeout, seeds, args.jobs
         )
-        row = run_config(config, data_dir, args.rounds, args.threads, args.timeout)
-        row["summary"] = summarize(data_dir, args.last)
-        rows.append(row)
-    print(table(rows, args.last))
+        print()
+        print(literature_table(lit, args.last))
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 0 if all(r["rc"] == 0 for r in rows) else 1
+        args.json.write_text(json.dumps({"configs": rows, "literature": lit}, indent=2))
+    return 0 if all(r["rc"] == 0 for r in rows + lit) else 1
 
 
 if __name__ == "__main__":

@@ -265,10 +265,34 @@ class TaskSourceSpec(Section):
         return value
 
 
+class SchedulerSection(Section):
+    """Recovering-rewards task scheduler (used when tasks.schedule is recovering or ucb)."""
+
+    arms_per_round: int = Field(
+        1, ge=1, le=64, description="K: task sources pulled per round (local questions split among them)."
+    )
+    max_gap: int = Field(
+        8, ge=1, le=64, description="Idle rounds after which a source counts as fully recovered."
+    )
+    max_period: int = Field(6, ge=1, le=12, description="Longest period the offline plan considers.")
+    ucb_c: float = Field(1.0, ge=0, le=100, description="UCB exploration coefficient (schedule 'ucb').")
+    replan_every: int = Field(10, ge=1, le=100_000, description="Rounds per planning epoch.")
+    prior: float = Field(
+        1.0, ge=0, le=1, description="Optimistic estimate of a (source, idle time) never observed."
+    )
+
+
 class TasksSection(Section):
     sources: list[TaskSourceSpec] = Field(
         default_factory=lambda: [TaskSourceSpec()], min_length=1, description="Task sources to sample from."
     )
+    schedule: Literal["fixed", "recovering", "ucb"] = Field(
+        "fixed",
+        description="Which sources each round's questions come from: 'fixed' = weighted random draw; "
+        "'recovering' / 'ucb' = purely periodic plan over the sources from their estimated recovery of "
+        "learning signal (Simchi-Levi et al. 2106.14813), plug-in or UCB estimates.",
+    )
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     seed: int = Field(1234, ge=0, description="Dataset seed shared by the swarm (part of every TaskRef).")
     size: int = Field(1_000_000, ge=1, description="Items per dataset (indices wrap around).")
     eval_questions: int = Field(64, ge=0, le=100_000, description="Held-out questions for greedy eval.")

@@ -41,7 +41,7 @@ from swarmrl.node.rollouts import (
 )
 from swarmrl.node.saved_config import write_node_config
 from swarmrl.node.tracking import Tracking
-from swarmrl.node.validate import build_reward_pipeline, schedule_horizon
+from swarmrl.node.validate import build_reward_pipeline, build_scheduler, schedule_horizon
 from swarmrl.protocol.types import PolicyInfo, RolloutGroup
 from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
@@ -174,7 +174,11 @@ class Node:
         ]
         self.task_rng = random.Random(seed * 1_000_003 + 1)
         self.tasks = TaskSampler(
-            self.sources, [s.weight for s in cfg.tasks.sources], self.task_rng, cfg.tasks.eval_questions
+            self.sources,
+            [s.weight for s in cfg.tasks.sources],
+            self.task_rng,
+            cfg.tasks.eval_questions,
+            build_scheduler(cfg),
         )
         disk, mib = cfg.node.disk, 1024 * 1024
         self.journal = Journal(
@@ -208,6 +212,7 @@ class Node:
         self.learner.version = ckpt.policy_version
         restore_rng(ckpt.state["rng"])
         self.task_rng.setstate(ckpt.state["task_rng"])
+        self._load_learned_state(ckpt.state)
         self.round = ckpt.round
         dropped = self.journal.rewind_to_round(ckpt.round)
         if self.rollout_log is not None:
@@ -219,6 +224,21 @@ class Node:
             ckpt.policy_version,
             f" ({dropped} later rounds will run again)" if dropped else "",
         )
+
+    def _learned_state(self) -> dict[str, Any]:
+        """State that reward modules, the scorer's helper models and the task scheduler learn across rounds
+        (exploration counts, OPRL's PRM, TVM's value head, recovery estimates), copied for the checkpoint."""
+        return {
+            "rewards_state": copy.deepcopy(self.pipeline.state_dict()),
+            "scorer_state": self.scorer.state_dict() if self.scorer is not None else {},
+            "task_schedule": self.tasks.state_dict(),
+        }
+
+    def _load_learned_state(self, state: dict[str, Any]) -> None:
+        self.pipeline.load_state_dict(state.get("rewards_state") or {})
+        if self.scorer is not None and state.get("scorer_state"):
+            self.scorer.load_state_dict(state["scorer_state"])
+        self.tasks.load_state_dict(state.get("task_schedule") or {})
 
     def _snapshot(self) -> dict[str, Any]:
         """Everything a checkpoint holds, copied now (cheap next to the write) so the write can run later."""
@@ -235,7 +255,7 @@ class Node:
             "version": self.learner.version,
             "model": model_state,
             "optimizer": optimizer_state,
-            "extra": {"task_rng": self.task_rng.getstate(), "rng": rng_state()},
+            "extra": {"task_rng": self.task_rng.getstate(), "rng": rng_state(), **self._learned_state()},
         }
 
     def _checkpoint_args(self, snap: dict[str, Any]) -> tuple[Any, ...]:
@@ -405,6 +425,7 @@ class Node:
         if self.swarm is not None and cfg.swarm.publish_groups:
             await self.swarm.publish(local[: cfg.swarm.publish_groups], round_)
         zero_var = [s.zero_variance for s in own_scored]
+        self.tasks.observe(local_tasks, zero_var)  # learning signal per source, for tasks.schedule
         keep = [not (cfg.sampling.filter_local and z) for z in zero_var]
         groups = [g for g, k in zip(local, keep, strict=True) if k]
         samples = [x for x, k in zip(own_samples, keep, strict=True) if k]

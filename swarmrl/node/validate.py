@@ -9,6 +9,7 @@ from swarmrl.errors import ConfigError, RewardError, TaskConfigError, TaskError
 
 if TYPE_CHECKING:
     from swarmrl.rewards.pipeline import RewardPipeline
+    from swarmrl.tasks.schedule import RecoveringScheduler
 
 
 def build_reward_pipeline(cfg: NodeConfig) -> RewardPipeline:
@@ -69,6 +70,14 @@ def check_semantics(cfg: NodeConfig) -> None:
                 f"tasks.sources[{i}] ({src.source}/{src.dataset}) has {built.size} items, not more than the "
                 f"{cfg.tasks.eval_questions} held-out evaluation questions; fix: lower it or use more data",
             )
+    sch = cfg.tasks.scheduler
+    if cfg.tasks.schedule != "fixed" and sch.arms_per_round > len(cfg.tasks.sources):
+        raise ConfigError(
+            "tasks.scheduler.arms_per_round",
+            f"{sch.arms_per_round} sources per round but only {len(cfg.tasks.sources)} task sources; "
+            "fix: use at most the number of tasks.sources",
+        )
+
     check_trainer(cfg)
 
 
@@ -94,3 +103,23 @@ def schedule_horizon(cfg: NodeConfig) -> int:
     trainer.updates_per_round (0 when neither bounds the run)."""
     t = cfg.trainer
     return t.schedule_steps or cfg.node.rounds * t.updates_per_round
+
+
+def build_scheduler(cfg: NodeConfig) -> RecoveringScheduler | None:
+    """The task scheduler ``tasks.schedule`` asks for (None for ``fixed``)."""
+    t = cfg.tasks
+    if t.schedule == "fixed":
+        return None
+    from swarmrl.tasks.schedule import RecoveringScheduler
+
+    s = t.scheduler
+    return RecoveringScheduler(
+        len(t.sources),
+        t.schedule,
+        s.arms_per_round,
+        s.max_gap,
+        s.max_period,
+        s.ucb_c,
+        s.replan_every,
+        s.prior,
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from swarmrl.errors import RewardError
+from swarmrl.rewards.literature import heron_scores
 from swarmrl.rewards.shaping import Comparator, gate_open
 
 Aggregate = Literal["mean", "median", "mean_minus_std", "worst_case", "uwo"]
@@ -105,7 +106,8 @@ def ctrl_u_loss(reward_loss: float, uncertainty: float, lam: float) -> float:
 
 # --- pipeline-level combination --------------------------------------------------------------------------
 
-CombineMode = Literal["weighted_sum", "lsc_and", "par", "ensemble", "gate"]
+CombineMode = Literal["weighted_sum", "lsc_and", "par", "ensemble", "gate", "heron"]
+MODES: tuple[str, ...] = ("weighted_sum", "lsc_and", "par", "ensemble", "gate", "heron")
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,12 @@ class CombineConfig:
     * ``par``: ``sum_m w_m PAR(v_m, refs)`` with references from ``ref_column`` (k, max_refs).
     * ``ensemble``: ``aggregate`` of the module values (weights ignored).
     * ``gate``: the first module is the outcome: ``v_0 + 1[v_0 cmp threshold] * sum_{m>0} w_m v_m`` (G-RA).
+    * ``heron``: hierarchical comparison (HERON, Bukharin et al., arXiv 2309.02632): the modules are factors
+      ranked by importance (``order``, default: module order); completion a beats b at the first factor whose
+      values differ by more than its margin (``margins`` by module name, default 0). The paper's rule (TEXT);
+      the reward is then each completion's win-rate over its group (the paper trains a reward model on these
+      preferences; using the win-rate directly is UNCONFIRMED). Weights and scales are ignored: a
+      correct-but-badly-formatted answer beats a wrong-but-well-formatted one whatever their units.
     """
 
     mode: CombineMode = "weighted_sum"
@@ -132,6 +140,8 @@ class CombineConfig:
     ddof: int = 0
     threshold: float = 1.0
     comparator: Comparator = ">="
+    order: tuple[str, ...] = ()
+    margins: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> CombineConfig:
@@ -140,8 +150,23 @@ class CombineConfig:
         unknown = set(cfg) - allowed
         if unknown:
             raise RewardError(f"unknown combine options {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if cfg.get("mode", "weighted_sum") not in ("weighted_sum", "lsc_and", "par", "ensemble", "gate"):
-            raise RewardError("combine.mode must be weighted_sum, lsc_and, par, ensemble or gate")
+        if cfg.get("mode", "weighted_sum") not in MODES:
+            raise RewardError(f"combine.mode must be one of {', '.join(MODES)}")
+        if "order" in cfg:
+            if not isinstance(cfg["order"], list | tuple) or not all(
+                isinstance(x, str) for x in cfg["order"]
+            ):
+                raise RewardError("combine.order must be a list of module names")
+            cfg["order"] = tuple(cfg["order"])
+        if "margins" in cfg:
+            if not isinstance(cfg["margins"], dict):
+                raise RewardError("combine.margins must map module names to margins >= 0")
+            try:
+                cfg["margins"] = {str(k): float(v) for k, v in cfg["margins"].items()}
+            except (TypeError, ValueError) as exc:
+                raise RewardError(f"combine.margins must hold numbers: {exc}") from exc
+            if any(not math.isfinite(v) or v < 0 for v in cfg["margins"].values()):
+                raise RewardError("combine.margins must be finite and >= 0")
         if cfg.get("aggregate", "mean") not in ("mean", "median", "mean_minus_std", "worst_case", "uwo"):
             raise RewardError("combine.aggregate must be mean, median, mean_minus_std, worst_case or uwo")
         if cfg.get("comparator", ">=") not in (">=", ">", "none"):
@@ -203,6 +228,19 @@ def combine_values(
         else:
             raise RewardError(f"unknown combine mode {mode!r}")
     return total
+
+
+def heron_group(
+    names: Sequence[str], values: Sequence[Sequence[float | None]], config: CombineConfig
+) -> list[float]:
+    """HERON rewards of one group: ``values[i]`` are completion i's module scalars in ``names`` order."""
+    order = list(config.order) or list(names)
+    unknown = [n for n in order if n not in names]
+    if unknown:
+        raise RewardError(f"combine.order names {unknown}, which are not reward modules here")
+    idx = [list(names).index(n) for n in order]
+    factors = [[None if not _ok(row[k]) else row[k] for k in idx] for row in values]
+    return heron_scores(factors, [config.margins.get(n, 0.0) for n in order])
 
 
 def _ok(v: float | None) -> bool:

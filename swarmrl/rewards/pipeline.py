@@ -26,7 +26,7 @@ from swarmrl.errors import RewardError
 from swarmrl.rewards.advantages import zero_variance
 from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, trajectory_value
 from swarmrl.rewards.builtin import ExactMatch
-from swarmrl.rewards.combine import CombineConfig, combine_values
+from swarmrl.rewards.combine import CombineConfig, combine_values, heron_group
 from swarmrl.rewards.credit import CreditConfig, assign
 from swarmrl.rewards.registry import Registry, default_registry
 from swarmrl.rewards.scorer import PolicyScorer, ScorerSlot
@@ -148,6 +148,24 @@ class RewardPipeline:
         """True when some module asks the scorer for reference-model log-probs (PRIME)."""
         return any(bool(getattr(m, "needs_reference", False)) for m in self.walk())
 
+    def state_dict(self) -> dict[str, Any]:
+        """State of modules that learn across rounds (``state_dict`` methods, e.g. exploration counts), keyed
+        by position and name in :meth:`walk` order; the node saves it in its checkpoint."""
+        out: dict[str, Any] = {}
+        for i, m in enumerate(self.walk()):
+            get = getattr(m, "state_dict", None)
+            if callable(get):
+                out[f"{i}:{m.name}"] = get()
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; entries of modules no longer in the pipeline are ignored."""
+        for i, m in enumerate(self.walk()):
+            load = getattr(m, "load_state_dict", None)
+            saved = state.get(f"{i}:{m.name}")
+            if callable(load) and saved is not None:
+                load(saved)
+
     def bind_scorer(self, scorer: PolicyScorer | None) -> None:
         """Give every module (and sub-module) that needs the policy the trainer's scorer handle."""
         for m in self.walk():
@@ -195,10 +213,13 @@ class RewardPipeline:
             modules[module.name] = [trajectory_value(x) for x in o]
         names = [e.name for e in self.entries]
         weights = [e.weight for e in self.entries]
-        rewards = []
-        for i, s in enumerate(group):
-            scal = [o[i].scalar for o in outs]
-            rewards.append(combine_values(names, weights, scal, s.extras, self.combine))
+        if self.combine.mode == "heron":
+            rewards = heron_group(names, [[o[i].scalar for o in outs] for i in range(n)], self.combine)
+        else:
+            rewards = [
+                combine_values(names, weights, [o[i].scalar for o in outs], s.extras, self.combine)
+                for i, s in enumerate(group)
+            ]
         accuracy = [float(o.scalar or 0.0) for o in self._accuracy.score_group(group)]
         scored = ScoredGroup(rewards=rewards, modules=modules, accuracy=accuracy)
         if any(o[i].step_rewards or o[i].token_rewards for o in outs for i in range(n)):

@@ -83,3 +83,47 @@ def resolve_scorer(bound: PolicyScorer | None, group: Sequence[Sample], who: str
         f"reward '{who}' needs the policy: call RewardPipeline.bind_scorer(scorer) from the trainer "
         f"or put a PolicyScorer in Sample.extras['{SCORER_KEY}']"
     )
+
+
+@runtime_checkable
+class OnlinePRMScorer(Protocol):
+    """Optional extension: an implicit PRM trained online beside the policy (OPRL), owned by the trainer.
+
+    ``key`` names one PRM (a copy of the policy made on first use). ``prm_token_logprobs``: log-probs of the
+    exact completion ids under that PRM; ``prm_dpo_step``: one optimiser step of the trajectory DPO loss on
+    (chosen, rejected) pairs with the current policy as pi_old; returns the loss. Its state is checkpointed.
+    """
+
+    def prm_token_logprobs(
+        self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]: ...
+
+    def prm_dpo_step(
+        self,
+        key: str,
+        pairs: Sequence[tuple[str, Sequence[int], Sequence[int]]],
+        beta: float,
+        lr: float,
+    ) -> float: ...
+
+
+@runtime_checkable
+class ValueScorer(Protocol):
+    """Optional extension: a token value head on the policy's hidden states (TVM), owned by the trainer.
+
+    ``token_values``: ``V(s_t)`` in [0, 1] for t = 0 .. T-1 (the state before completion token t);
+    ``fit_values``: one optimiser step of per-token binary cross-entropy toward ``targets``; returns the loss.
+    """
+
+    def token_values(
+        self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]: ...
+
+    def fit_values(
+        self,
+        key: str,
+        prompts: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[float]],
+        lr: float,
+    ) -> float: ...

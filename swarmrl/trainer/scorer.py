@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from swarmrl.errors import RewardError
+from swarmrl.trainer.auxmodels import AuxModels
 from swarmrl.trainer.generation import Generator, SamplingParams
 from swarmrl.trainer.grpo import selective_log_softmax
 from swarmrl.trainer.policy import Policy
@@ -59,6 +60,7 @@ class TrainerScorer:
         self.reference = reference
         self.sampling = sampling or SamplingParams()
         self.micro_batch = micro_batch
+        self.aux = AuxModels(policy, micro_batch)
 
     # -- tokenisation ---------------------------------------------------------------------------------
     def _text_ids(self, text: str) -> list[int]:
@@ -175,6 +177,43 @@ class TrainerScorer:
         s = self.sampling
         params = SamplingParams(n, s.temperature, s.top_p, s.max_new_tokens, False)
         return [[c.text for c in comps] for comps in self.generator.generate(contexts, params)]
+
+    # -- trainable helper models (OPRL online PRM, TVM value head) ------------------------------------------
+    def prm_token_logprobs(
+        self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """Log-probs of exact completion ids under the online PRM ``key`` (``OnlinePRMScorer``)."""
+        return self.aux.prm_token_logprobs(key, prompts, completion_ids)
+
+    def prm_dpo_step(
+        self, key: str, pairs: Sequence[tuple[str, Sequence[int], Sequence[int]]], beta: float, lr: float
+    ) -> float:
+        """One trajectory-DPO step of the online PRM ``key`` against the current policy as pi_old."""
+        return self.aux.prm_dpo_step(key, pairs, beta, lr)
+
+    def token_values(
+        self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]:
+        """``V(s_t)`` of the value head ``key`` before each completion token (``ValueScorer``)."""
+        return self.aux.token_values(key, prompts, completion_ids)
+
+    def fit_values(
+        self,
+        key: str,
+        prompts: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        targets: Sequence[Sequence[float]],
+        lr: float,
+    ) -> float:
+        """One per-token BCE step of the value head ``key``."""
+        return self.aux.fit_values(key, prompts, completion_ids, targets, lr)
+
+    def state_dict(self) -> dict[str, object]:
+        """The helper models' weights and optimiser states (part of the node checkpoint)."""
+        return self.aux.state_dict()
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.aux.load_state_dict(state)  # type: ignore[arg-type]
 
 
 def attach_scorer(

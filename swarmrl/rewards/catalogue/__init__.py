@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from swarmrl.rewards.catalogue import model, outcome, process, textual
+from swarmrl.rewards.catalogue import literature, model, outcome, process, textual
 from swarmrl.rewards.catalogue.common import registered, with_registry
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ PLAIN: tuple[Any, ...] = (
     model.Rlpr,
     model.Igpo,
     model.Prime,
+    literature.P2S,
+    literature.Slate,
 )
 
 COMPOSITE: tuple[Any, ...] = (
@@ -56,6 +58,11 @@ COMPOSITE: tuple[Any, ...] = (
     textual.GrpoLambda,
     model.ProgressMC,
     model.MrtProgress,
+    literature.PotentialShaping,
+    literature.ExploreBonus,
+    literature.Arena,
+    literature.Oprl,
+    literature.Tvm,
 )
 
 
