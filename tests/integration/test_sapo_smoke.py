@@ -80,8 +80,18 @@ def test_sapo_runs_on_the_users_config_and_local_hf_model(tmp_path: Path) -> Non
     )
     out = tmp_path / "sapo"
     proc = subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", "experiment", "sapo", "--config", str(cfg), "--smoke"]
-        + ["--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "swarmrl.cli",
+            "experiment",
+            "sapo",
+            "--config",
+            str(cfg),
+            "--smoke",
+            "--out",
+            str(out),
+        ],
         cwd=REPO,
         env=node_env(),
         capture_output=True,
@@ -103,8 +113,18 @@ def test_sapo_runs_on_the_users_config_and_local_hf_model(tmp_path: Path) -> Non
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"generation": {"num_completions": 0}}))
     proc = subprocess.run(
-        [sys.executable, "-m", "swarmrl.cli", "experiment", "sapo", "--config", str(bad), "--smoke"]
-        + ["--out", str(tmp_path / "x")],
+        [
+            sys.executable,
+            "-m",
+            "swarmrl.cli",
+            "experiment",
+            "sapo",
+            "--config",
+            str(bad),
+            "--smoke",
+            "--out",
+            str(tmp_path / "x"),
+        ],
         cwd=REPO,
         env=node_env(),
         capture_output=True,

@@ -76,7 +76,7 @@ def test_lying_peer_in_a_real_update_gets_exactly_the_capped_weight() -> None:
     liar_cap1 = _grads(TrainSequence(**{**base.__dict__, "sender_logprob": -1e9, "is_cap": 1.0}))
     liar_cap2 = _grads(TrainSequence(**{**base.__dict__, "sender_logprob": -1e9, "is_cap": 2.0}))
     honest_sure = _grads(TrainSequence(**{**base.__dict__, "sender_logprob": 0.0, "is_cap": 1.0}))
-    for a, b, c, d in zip(plain, liar_cap1, liar_cap2, honest_sure, strict=True):
+    for a, b, c, _d in zip(plain, liar_cap1, liar_cap2, honest_sure, strict=True):
         assert torch.allclose(a, b, atol=1e-7)  # cap 1: a liar counts as much as an uncorrected sample
         assert torch.allclose(2 * a, c, atol=1e-6)  # cap 2: at most twice
     # a sender that claims certainty (log-prob 0) is weighted down to pi_local (< 1)
