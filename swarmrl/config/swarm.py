@@ -40,7 +40,7 @@ class AdaptiveSection(Section):
 
 
 class SamplingSection(Section):
-    local_groups: int = Field(8, ge=0, le=4096, description="I: own rollout groups trained on per round.")
+    local_groups: int = Field(4, ge=0, le=4096, description="I: own rollout groups trained on per round.")
     external_groups: int = Field(
         4, ge=0, le=4096, description="J: groups sampled from the swarm pool per round (0 = train alone)."
     )
@@ -51,9 +51,9 @@ class SamplingSection(Section):
         False, description="Also drop own zero-advantage groups (the '8/0 filtered' control)."
     )
     fill_with_local: bool = Field(
-        False,
-        description="Keep the per-round budget I+J: generate more own groups when the pool has fewer than J. "
-        "Off (the default, additive sharing): the node trains on its I own groups plus whatever useful "
+        True,
+        description="Keep the per-round budget I+J: generate more own groups when the pool has fewer than J "
+        "(a node alone trains on I+J own groups). Off = additive sharing: I own groups plus whatever useful "
         "external groups the pool gives, up to J.",
     )
     rescore_factor: int = Field(

@@ -196,7 +196,8 @@ def default_arms(budget: int = 8) -> tuple[Arm, ...]:
 
 
 def _same_sampling(a: Arm, b: Arm) -> bool:
-    return a.sampling(True) == b.sampling(True) and a.sampling(False) == b.sampling(False)
+    """Same node config under the experiment's default ``fill_with_local`` (on)."""
+    return a.sampling(True) == b.sampling(True)
 
 
 def _scaled(name: str, budget: int) -> str:
