@@ -233,3 +233,33 @@ class HandshakeGate:
         if trio.current_time() >= scope.deadline:
             self.timed_out += 1
         raise SwarmException("inbound handshake evicted or timed out")
+
+
+#: py-libp2p loggers whose ERROR records are about one remote connection (a peer that fails its muxer
+#: upgrade, a malformed yamux frame, a stream reset mid-read): input any peer can send.
+REMOTE_INPUT_LOGGERS = (
+    "libp2p.network.swarm",
+    "libp2p.stream_muxer.yamux.yamux",
+    "libp2p.host.basic_host",
+    "libp2p.security.noise.io",
+    "libp2p.protocol_muxer.multiselect",
+)
+
+
+class RemoteErrorsAsWarnings(logging.Filter):
+    """Logs ERROR records of py-libp2p's per-connection code as WARNING: a remote peer must not be able
+    to write ERROR lines into a node's log (operators alert on those). Nothing is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            record.levelno = logging.WARNING
+            record.levelname = "WARNING"
+        return True
+
+
+def demote_remote_errors() -> None:
+    """Install ``RemoteErrorsAsWarnings`` on ``REMOTE_INPUT_LOGGERS`` (idempotent)."""
+    for name in REMOTE_INPUT_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RemoteErrorsAsWarnings) for f in target.filters):
+            target.addFilter(RemoteErrorsAsWarnings())

@@ -37,7 +37,12 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
 from swarmrl.swarm.fdlimit import connection_budget
-from swarmrl.swarm.libp2p_hardened import FloodPublishGossipSub, HandshakeGate, HardenedPubsub
+from swarmrl.swarm.libp2p_hardened import (
+    FloodPublishGossipSub,
+    HandshakeGate,
+    HardenedPubsub,
+    demote_remote_errors,
+)
 from swarmrl.swarm.libp2p_peercache import PeerCache
 from swarmrl.swarm.libp2p_push import (
     PUSH_PROTOCOL,
@@ -256,6 +261,7 @@ class Libp2pStack:
             connection_config=connections,
         )
         HandshakeGate(cfg.max_pending_handshakes, cfg.handshake_timeout_s).install(host.get_network())
+        demote_remote_errors()
         gossipsub = FloodPublishGossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],
             degree=cfg.degree,

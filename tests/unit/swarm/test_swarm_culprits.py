@@ -5,6 +5,7 @@ the fd budget."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from swarmrl.swarm.clock import ManualClock
 from swarmrl.swarm.events import CountingEvents
 from swarmrl.swarm.fdlimit import FD_RESERVE
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.libp2p_hardened import HandshakeGate
+from swarmrl.swarm.libp2p_hardened import HandshakeGate, demote_remote_errors
 from swarmrl.swarm.ratelimit import RateLimiter
 from swarmrl.swarm.receive import ReceivePath, ReceiveSettings
 from swarmrl.swarm.replay import ReplayGuard
@@ -182,3 +183,13 @@ def test_connection_budget_stays_well_below_the_fd_limit() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["100", str(min(512, 1024 - FD_RESERVE)), "100", str(100 + FD_RESERVE)]
+
+
+def test_libp2p_per_connection_errors_are_logged_as_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    demote_remote_errors()
+    demote_remote_errors()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("libp2p.network.swarm").error("fail to upgrade mux for peer %s", "x")
+    (record,) = [r for r in caplog.records if r.name == "libp2p.network.swarm"]
+    assert record.levelname == "WARNING"
+    assert len(logging.getLogger("libp2p.network.swarm").filters) == 1
