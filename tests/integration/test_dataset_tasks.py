@@ -58,22 +58,22 @@ def test_same_file_verifies_and_an_edited_copy_is_unverifiable(tmp_path: Path) -
 
     with cluster(tmp_path / "nodes") as c:
         a = c.start("a", extra(original, []))
-        a.wait_up()
+        a.wait_up(900)
         b = c.start("b", extra(copy, [libp2p_addr(a)]))
         third = c.start("c", extra(edited, [libp2p_addr(a)]))
-        b.wait_up()
-        third.wait_up()
+        b.wait_up(900)
+        third.wait_up(900)
 
         def traded() -> bool:
             return a.accepted_from(b) > 0 and b.accepted_from(a) > 0
 
-        wait_for(traded, 120, "a and b to accept each other's groups", 0.5)
+        wait_for(traded, 600, "a and b to accept each other's groups", 0.5)
 
         def third_refused_both() -> bool:
             reason = '{reason="unverifiable_dataset"}'
             return third.metric("swarmrl_rollouts_rejected_total", reason) >= 4
 
-        wait_for(third_refused_both, 120, "the node with the edited file to refuse groups", 0.5)
+        wait_for(third_refused_both, 600, "the node with the edited file to refuse groups", 0.5)
         assert third.accepted_from(a) == 0 and third.accepted_from(b) == 0
         # Nothing else went wrong: no group was a mismatch, and the honest peers are not banned.
         assert third.metric("swarmrl_rollouts_rejected_total", '{reason="task_mismatch"}') == 0
@@ -149,7 +149,7 @@ def test_task_plugin_from_an_entry_point_is_used_by_a_node(tmp_path: Path) -> No
             },
         )
         assert run_cli("config", "check", str(config)).returncode == 0
-        res = run_cli("run", "--config", str(config), timeout=300)
+        res = run_cli("run", "--config", str(config), timeout=900)
         assert res.returncode == 0, res.stderr[-3000:]
     finally:
         subprocess.run([*PIP, "uninstall", "-y", "-q", dist], capture_output=True, timeout=120)
@@ -171,7 +171,7 @@ def test_bfloat16_with_gradient_checkpointing_trains_on_cpu(tmp_path: Path) -> N
             "trainer": {"lr_schedule": "cosine", "warmup_steps": 1},
         },
     )
-    res = run_cli("run", "--config", str(config), timeout=300)
+    res = run_cli("run", "--config", str(config), timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     records = [r for r in read_journal(data / "journal.log") if r.get("kind") == "round"]
     assert [r["round"] for r in records] == [1, 2, 3]
