@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 from swarm_helpers import envelope, group, regenerate
 
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol import swarm_pb2
-from swarmrl.protocol.types import RolloutGroup, TaskRef
+from swarmrl.protocol.types import Completion, RolloutGroup, TaskRef
 from swarmrl.swarm.admission import Admission, AdmissionSettings
 from swarmrl.swarm.clock import ManualClock
 from swarmrl.swarm.events import CountingEvents
@@ -186,6 +188,34 @@ def test_unverifiable_task_refused_unless_allowed(alice: Identity) -> None:
     assert rig.events.rejections == {"unverifiable_task": 1}
     lenient = make_rig(allow_unverified=True)
     assert lenient.path.handle(envelope(alice, [foreign]), "p") == 1
+
+
+def test_rows_of_a_file_we_do_not_hold_are_unverifiable_dataset_without_penalty(
+    alice: Identity, tmp_path: Path
+) -> None:
+    from swarmrl.tasks import build_source
+    from swarmrl.tasks.registry import regenerate as regenerate_from
+
+    def source(text: str) -> Any:
+        path = tmp_path / f"{abs(hash(text))}.jsonl"
+        path.write_text(text)
+        return build_source("dataset", "mine", {"path": str(path)}, seed=0, size=1)
+
+    theirs = source('{"question": "2+2?", "answer": "4"}\n')
+    ours = source('{"question": "2+2?", "answer": "5"}\n')  # another version of the file
+    task = theirs.get(0)
+    sent = RolloutGroup(task.ref, task.question, task.answer, [Completion("4"), Completion("3")])
+    for held in ([ours], []):
+        rig = make_rig(regen=lambda ref, held=held: regenerate_from(held, ref), burst=100)
+        # More than the ban threshold's worth (-20) of refusals: an honest peer with other data is never banned.
+        for seq in range(1, 31):
+            assert rig.path.handle(envelope(alice, [sent], seq=seq), "p") == 0
+        assert rig.events.rejections == {"unverifiable_dataset": 30}
+        assert rig.path.admission.banned(alice.peer_id_text) is False
+    holder = make_rig(
+        regen=lambda ref: regenerate_from([source('{"question": "2+2?", "answer": "4"}\n')], ref)
+    )
+    assert holder.path.handle(envelope(alice, [sent], seq=1), "p") == 1
 
 
 def test_regenerate_bug_does_not_escape(alice: Identity) -> None:

@@ -158,3 +158,16 @@ def test_mps_is_a_code_path_that_refuses_clearly_without_apple_hardware() -> Non
     else:
         with pytest.raises(ModelError, match="Apple-silicon"):
             resolve_device("mps")
+
+
+def test_truncated_fraction_counts_completions_without_an_end_token() -> None:
+    from swarmrl.node.node import truncated_fraction
+    from swarmrl.protocol.types import Completion, RolloutGroup, TaskRef
+
+    ref = TaskRef("arithmetic", "add", "d", 0, 1)
+    groups = [
+        RolloutGroup(ref, "q", "a", [Completion("7", finished=True), Completion("77", finished=False)]),
+        RolloutGroup(ref, "q", "a", [Completion("7", finished=False), Completion("8", finished=False)]),
+    ]
+    assert truncated_fraction(groups) == 0.75
+    assert truncated_fraction([]) == 0.0
