@@ -7,7 +7,8 @@ node's ``/metrics`` for ``swarmrl_round`` and ``swarmrl_process_resident_memory_
 (the node reports its own RSS and its child's, by pid) and measures each node's data directory: the capped files
 (journal, rollouts, node log, with their rotated copies) against their caps, and the whole directory.
 
-Result: per process, RSS after warm-up (samples taken once the node passed ``--warmup`` of its rounds): min,
+Result: per process, RSS after warm-up (samples taken once the node ran ``--warmup`` x ``--rounds`` rounds in
+this soak; a soak on an existing data directory resumes every node from its checkpoint): min,
 max, spread ``(max - min) / min`` and drift ``(last - first) / first``; ``pass`` when every spread is within
 ``--tolerance`` (default 5%) and every capped file kind stayed under its cap at every sample. Prints the series
 (JSON) and a markdown table; the JSON is rewritten after every sample (``--out``), so a run stopped early
@@ -75,9 +76,12 @@ def dir_sizes(data_dir: Path) -> dict[str, int]:
     out = {kind: 0 for kind in FILES}
     total = 0
     for path in data_dir.rglob("*"):
-        if not path.is_file():
+        try:
+            if not path.is_file():
+                continue
+            size = path.stat().st_size
+        except FileNotFoundError:  # a checkpoint or rotated file removed while walking
             continue
-        size = path.stat().st_size
         total += size
         for kind, name in FILES.items():
             ours = path.name == name or (
@@ -91,11 +95,14 @@ def dir_sizes(data_dir: Path) -> dict[str, int]:
 
 def summarise(samples: list[dict[str, Any]], rounds: int, warmup: float, tolerance: float) -> dict[str, Any]:
     procs: dict[str, dict[str, Any]] = {}
+    first_round: dict[str, int] = {}  # a resumed soak starts past round 0: warm-up counts from there
     for s in samples:
         for key, rss in s["rss"].items():
+            node = key.split("/")[0]
+            first_round.setdefault(node, s["round"][node])
             p = procs.setdefault(key, {"all": [], "after": []})
             p["all"].append(rss)
-            if s["round"][key.split("/")[0]] >= warmup * rounds:
+            if s["round"][node] >= first_round[node] + warmup * rounds:
                 p["after"].append(rss)
     stats: dict[str, Any] = {}
     for key, p in sorted(procs.items()):
@@ -168,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=0.1, help="Fraction of the rounds before the window.")
     ap.add_argument("--tolerance", type=float, default=0.05)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--start-timeout", type=float, default=900.0, help="Seconds a node may take to come up.")
     ap.add_argument("--tiny", action="store_true", help="A smaller embedded model (faster rounds).")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="Extra --set for every node.")
     ap.add_argument("--out", type=Path, default=None, help="JSON file (rewritten after every sample).")
@@ -175,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.data_dir or Path(tempfile.mkdtemp(prefix="swarmrl-soak-"))
     sets = ["node.threads=1", *cap_sets(), *(TINY if args.tiny else ()), *args.sets]
-    spec = LocalSwarmSpec(nodes=args.nodes, data_dir=data, rounds=args.rounds, sets=tuple(sets))
+    spec = LocalSwarmSpec(
+        nodes=args.nodes,
+        data_dir=data,
+        rounds=args.rounds,
+        sets=tuple(sets),
+        start_timeout_s=args.start_timeout,
+    )
     swarm = LocalSwarm(spec)
     stop = {"n": 0}
 

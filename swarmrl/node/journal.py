@@ -225,8 +225,7 @@ class Journal:
             os.replace(rotated(self.path, i), rotated(self.path, i - 1))
 
     def read_all(self) -> list[dict[str, Any]]:
-        """Every record on disk (rotated files included), oldest first."""
-        self._fh.flush()
+        """Every record on disk (rotated files included), oldest first (also after ``close``)."""
         return read_journal(self.path)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

@@ -53,6 +53,7 @@ class LocalSwarmSpec:
     config: Path | None = None
     sets: tuple[str, ...] = ()
     python: tuple[str, ...] = (sys.executable,)
+    start_timeout_s: float = START_TIMEOUT_S
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= 64:
@@ -151,7 +152,7 @@ class LocalSwarm:
 
     def _await_up(self, procs: Sequence[NodeProcess], stopping: Callable[[], bool]) -> None:
         """Wait until every node of ``procs`` has written its node.json (all ports bound)."""
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.spec.start_timeout_s
         pending = list(procs)
         while pending:
             for proc in list(pending):
@@ -171,7 +172,7 @@ class LocalSwarm:
                 raise NodeError("stopped during start-up")
             if time.monotonic() > deadline:
                 raise NodeError(
-                    f"node {pending[0].index} did not come up within {START_TIMEOUT_S:.0f}s; "
+                    f"node {pending[0].index} did not come up within {self.spec.start_timeout_s:.0f}s; "
                     f"see {pending[0].log_path}"
                 )
             time.sleep(0.1)
