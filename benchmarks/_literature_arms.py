@@ -51,6 +51,18 @@ ARMS: list[tuple[str, str, str, dict[str, Any]]] = [
         "explore_bonus (product, zero_variance gate)",
         _mods({"name": "explore_bonus", "weight": 1.0, "params": {"beta": 0.1}}),
     ),
+    # GRPO's per-group z-score makes beta irrelevant inside an all-wrong group (the bonus becomes the whole,
+    # unit-variance signal there); Dr. GRPO (mean-centred, no std) keeps beta's scale against correctness
+    ("baseline", "add", "exact_match, advantage dr_grpo", {**_mods(EM), "trainer": {"advantage": "dr_grpo"}}),
+    (
+        "3 exploration",
+        "add",
+        "explore_bonus, advantage dr_grpo",
+        {
+            **_mods({"name": "explore_bonus", "weight": 1.0, "params": {"beta": 0.1}}),
+            "trainer": {"advantage": "dr_grpo"},
+        },
+    ),
     ("4 OPRL", "multistep", "exact_match + oprl", _mods(EM, {"name": "oprl", "weight": 1.0})),
     (
         "5 ArenaRL",

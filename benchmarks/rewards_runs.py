@@ -119,6 +119,7 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
     evals = [r["eval_accuracy"] for r in records if r.get("eval_accuracy") is not None]
     em_zero = _em_zero_variance(data_dir / "rollouts.log", last)
     return {
+        "round_seconds": sum(float(r.get("round_seconds") or 0.0) for r in records),
         "zero_adv_first": statistics.fmean(float(r["zero_variance_fraction"]) for r in records[:last]),
         "zero_adv": statistics.fmean(float(r["zero_variance_fraction"]) for r in tail),
         "em_zero_var_first": em_zero[0],
@@ -188,7 +189,14 @@ def _slug(text: str) -> str:
 
 
 def literature_runs(
-    out: Path, rounds: int, last: int, threads: int, timeout: float, seeds: list[int], jobs: int
+    out: Path,
+    rounds: int,
+    last: int,
+    threads: int,
+    timeout: float,
+    seeds: list[int],
+    jobs: int,
+    arms: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Every arm of ``_literature_arms.ARMS`` for every seed (``jobs`` node processes at a time)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -198,6 +206,8 @@ def literature_runs(
 
     todo = []
     for item, task, label, extra in ARMS:
+        if arms and not any(a in f"{item} {task} {label}" for a in arms):
+            continue
         cfg = _merge(_merge(BASE, TASKS[task]), extra)
         cfg["node"]["name"] = _slug(label)[:30]
         arm_dir = out / _slug(f"{item} {task} {label}")
@@ -255,7 +265,7 @@ def literature_table(rows: list[dict[str, Any]], last: int) -> str:
     head = (
         f"| item | task | pipeline | seeds | rc | accuracy first {last} | accuracy last {last} "
         f"| zero-adv fraction first {last} -> last {last} | exact-match zero-variance last {last} "
-        f"| final greedy eval | s/run |"
+        f"| final greedy eval | round s/run |"
     )
     lines = [head, "|" + "---|" * 11]
     for (item, task, label), rs in arms.items():
@@ -265,7 +275,7 @@ def literature_table(rows: list[dict[str, Any]], last: int) -> str:
             f"| {_ms([x.get('first_accuracy') for x in s])} | {_ms([x.get('accuracy') for x in s])} "
             f"| {_ms([x.get('zero_adv_first') for x in s])} -> {_ms([x.get('zero_adv') for x in s])} "
             f"| {_ms([x.get('em_zero_var') for x in s])} | {_ms([x.get('eval_accuracy') for x in s])} "
-            f"| {statistics.fmean(r['seconds'] for r in rs):.0f} |"
+            f"| {statistics.fmean(float(x.get('round_seconds') or 0.0) for x in s):.0f} |"
         )
     return "\n".join(lines)
 
@@ -276,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", choices=("all", "configs", "literature"), default="all")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the literature suite (comma-separated)")
     ap.add_argument("--jobs", type=int, default=1, help="literature-suite node processes at a time")
+    ap.add_argument(
+        "--arms",
+        default="",
+        help="only literature arms whose 'item task label' contains one of these (comma-separated)",
+    )
     ap.add_argument("--rounds", type=int, default=100)
     ap.add_argument("--last", type=int, default=20, help="rounds averaged at the end")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per node")
@@ -305,7 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.suite in ("all", "literature") and not args.configs:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         lit = literature_runs(
-            out / "literature", args.rounds, args.last, args.threads, args.timeout, seeds, args.jobs
+            out / "literature",
+            args.rounds,
+            args.last,
+            args.threads,
+            args.timeout,
+            seeds,
+            args.jobs,
+            [a.strip() for a in args.arms.split(",") if a.strip()],
         )
         print()
         print(literature_table(lit, args.last))

@@ -101,3 +101,20 @@ def test_task_sampler_draws_from_the_pulled_sources_and_reports_the_signal() -> 
     assert sampler.observe([], []) == {}  # nothing sampled: nothing observed
     fixed = TaskSampler(sources, [1, 1, 1], random.Random(0), 8)
     assert fixed.observe(tasks, [True] * 4) == {} and fixed.state_dict() == {}
+
+
+def test_config_check_names_the_scheduler_field() -> None:
+    from swarmrl.config import NodeConfig
+    from swarmrl.errors import ConfigError
+    from swarmrl.node.validate import build_scheduler, check_semantics
+
+    cfg = NodeConfig.model_validate(
+        {"tasks": {"schedule": "ucb", "scheduler": {"arms_per_round": 2}, "sources": [{"dataset": "add"}]}}
+    )
+    with pytest.raises(ConfigError) as err:
+        check_semantics(cfg)
+    assert err.value.field == "tasks.scheduler.arms_per_round"
+    ok = NodeConfig.model_validate({"tasks": {"schedule": "recovering", "sources": [{"dataset": "add"}] * 2}})
+    sched = build_scheduler(ok)
+    assert sched is not None and sched.mode == "recovering" and sched.c == 0.0
+    assert build_scheduler(NodeConfig.model_validate({})) is None
