@@ -48,6 +48,13 @@ def test_sapo_smoke_writes_json_and_png(tmp_path: Path) -> None:
         assert regime["arms"][settings["arms"][0]["name"]]["realised_external"] == 0
 
 
+def _sapo_config(config: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "swarmrl.cli", "experiment", "sapo", "--config", str(config), "--smoke"]
+    return subprocess.run(
+        [*cmd, "--out", str(out)], cwd=REPO, env=node_env(), capture_output=True, text=True, timeout=300
+    )
+
+
 @pytest.mark.timeout(330)
 def test_sapo_runs_on_the_users_config_and_local_hf_model(tmp_path: Path) -> None:
     """`experiment sapo --config FILE`: the model (a Hugging Face directory saved by this test), tasks and
@@ -79,25 +86,7 @@ def test_sapo_runs_on_the_users_config_and_local_hf_model(tmp_path: Path) -> Non
         )
     )
     out = tmp_path / "sapo"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "swarmrl.cli",
-            "experiment",
-            "sapo",
-            "--config",
-            str(cfg),
-            "--smoke",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        env=node_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _sapo_config(cfg, out)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     doc = json.loads((out / "sapo-results.json").read_text())
     settings = doc["settings"]
@@ -112,23 +101,5 @@ def test_sapo_runs_on_the_users_config_and_local_hf_model(tmp_path: Path) -> Non
     # a bad config is refused like `config check`: one line naming the field, exit 2
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"generation": {"num_completions": 0}}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "swarmrl.cli",
-            "experiment",
-            "sapo",
-            "--config",
-            str(bad),
-            "--smoke",
-            "--out",
-            str(tmp_path / "x"),
-        ],
-        cwd=REPO,
-        env=node_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _sapo_config(bad, tmp_path / "x")
     assert proc.returncode == 2 and "generation.num_completions" in proc.stderr
