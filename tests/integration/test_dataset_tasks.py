@@ -168,6 +168,15 @@ def test_bfloat16_with_gradient_checkpointing_trains_on_cpu(tmp_path: Path) -> N
         {
             "node": {"rounds": 3, "metrics_port": -1, "control_port": -1},
             "model": {"device": "cpu", "dtype": "bfloat16", "gradient_checkpointing": True},
+            # A length term makes rewards differ inside a group, so every round has something to train on.
+            "rewards": {
+                "modules": [
+                    {"name": "exact_match"},
+                    {"name": "linear_overlong", "params": {"limit": 0, "coef": 0.1, "unit": "chars"}},
+                ]
+            },
+            "generation": {"num_completions": 8},
+            "sampling": {"local_groups": 4},
             "trainer": {"lr_schedule": "cosine", "warmup_steps": 1},
         },
     )
