@@ -18,9 +18,10 @@ Who pays (see docs/trust.md): a penalty goes only to a peer that provably caused
 * Failures before the signature is checked are charged to the peer that handed us the bytes (``via``, the
   transport-authenticated link), never to the sender the bytes claim to come from, so nobody can get an
   honest peer banned by forging its id.
-* A replayed sequence number is charged to the link that delivered it: the signer cannot stop anyone from
-  re-sending its envelopes, but the link chose to. A timestamp outside the window is dropped and counted
-  without a penalty (an honest peer with a wrong clock is misconfigured, not hostile).
+* A replayed sequence number is dropped before any signature work and counted. One extra copy of an envelope
+  is normal gossip (libp2p delivers over direct push and the mesh; relays forward copies) and costs nobody
+  anything; the signer's own link re-sending it after that is charged ``replay``. Copies relayed by other
+  peers are never penalised; their cost is bounded by the per-link rate limit before any parsing.
 * Failures after the signature verifies are the signed sender's.
 * A group whose content this node already accepted from *another* sender is dropped and counted, and
   nobody is penalised: copying is not provable misbehaviour of either side (honest nodes that draw the
@@ -134,6 +135,8 @@ class ReceivePath:
         self._clock = clock
         #: content digest -> the sender whose copy was accepted first
         self._seen: LRU[bytes, str] = LRU(settings.duplicate_cache)
+        #: (sender, sequence) -> extra copies received (the first extra copy is free, see ``_open``)
+        self._replays: LRU[tuple[str, int], int] = LRU(settings.duplicate_cache)
         self._tasks: LRU[str, tuple[str, str] | _Refusal] = LRU(_TASK_CACHE)
         self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
 
@@ -185,8 +188,15 @@ class ReceivePath:
         if age > s.max_message_age_s or -age > s.max_clock_skew_s:
             raise _Rejected(ProtocolError("replay", f"timestamp {age:.0f}s away from our clock"), "")
         if not self.replay.fresh(sender, env.seq):
-            # Charged to the link that re-sent it (the signer cannot stop others from re-sending).
-            raise _Rejected(ProtocolError("replay", f"sequence number {env.seq} already seen"), via)
+            # One extra copy of an envelope is normal (libp2p delivers it over direct push and over the
+            # gossip mesh, and a relay forwards what we already have): dropped and counted, no penalty,
+            # its cost bounded by the link's rate limit above. Only the signer's own link sending the same
+            # envelope again after that is charged.
+            key = (sender, env.seq)
+            copies = (self._replays.get(key) or 0) + 1
+            self._replays.put(key, copies)
+            culprit = via if via == sender and copies > 1 else ""
+            raise _Rejected(ProtocolError("replay", f"sequence number {env.seq} already seen"), culprit)
         try:
             wire.verify_envelope(env)
         except ProtocolError as exc:
