@@ -580,7 +580,10 @@ class Node:
                 loop.add_signal_handler(sig, self.request_stop)
 
     async def start(self) -> None:
-        """Load everything, resume, and start the metrics endpoint and the swarm."""
+        """Load everything, resume, and start the metrics endpoint and the swarm (once: ``run`` after
+        ``start`` does not start again)."""
+        if self._healthy:
+            return
         self._install_signals()
         await asyncio.to_thread(self._setup)
         cfg = self.cfg

@@ -53,6 +53,9 @@ def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: 
     async def main() -> tuple[Node, Node]:
         hub = MemoryHub()
         a, b = Node(a_cfg, hub=hub), Node(b_cfg, hub=hub)
+        # both on the hub before either trains: otherwise the faster one can finish its rounds before the
+        # other has published anything (a race, not a property of the swarm)
+        await asyncio.gather(a.start(), b.start())
         await asyncio.gather(a.run(), b.run())
         return a, b
 
