@@ -10,6 +10,8 @@ import re
 from collections.abc import Sequence
 from fractions import Fraction
 
+from swarmrl.tasks.extract import boxed
+
 # --- section 17.3: format ---------------------------------------------------------------------------------
 
 TRL_THINK = re.compile(r"^<think>(?!.*<think>)(.*?)</think>.*$", re.DOTALL | re.MULTILINE)
@@ -54,21 +56,8 @@ def reasoning_steps(text: str) -> float:
 
 
 def boxed_answer(text: str) -> str:
-    """Content of the last ``\\boxed{...}`` (balanced braces), '' if none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return ""
-    i, depth = start + len("\\boxed{"), 1
-    begin = i
-    while i < len(text):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[begin:i].strip()
-        i += 1
-    return ""
+    """Content of the last ``\\boxed{...}`` (balanced braces), '' if none (the task extractor's parser)."""
+    return boxed(text) or ""
 
 
 def majority_vote(answers: Sequence[str]) -> str:
