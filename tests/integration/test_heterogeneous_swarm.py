@@ -9,7 +9,7 @@ import pytest
 
 from swarmrl.config import NodeConfig
 from swarmrl.node.node import Node
-from swarmrl.swarm.memory import MemoryHub
+from swarmrl.swarm.transports.memory import MemoryHub
 from tests.nodeutil import FAST, deep_merge
 
 

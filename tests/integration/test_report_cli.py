@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from swarmrl.apps.report import load_rounds, moving_average, to_series, write_report
 from swarmrl.errors import ConfigError, JournalError
 from swarmrl.node.journal import Journal
-from swarmrl.node.report import load_rounds, moving_average, to_series, write_report
 from tests.nodeutil import run_cli, write_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

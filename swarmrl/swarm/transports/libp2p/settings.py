@@ -11,7 +11,7 @@ from pathlib import Path
 
 from libp2p.crypto.keys import KeyPair
 
-from swarmrl.swarm.libp2p_push import PushCounters
+from swarmrl.swarm.transports.libp2p.push import PushCounters
 
 
 class StackDied(Exception):

@@ -16,7 +16,7 @@ dropped and not replaced (that is the filter whose effect it isolates).
 
 One *unit* of work is (regime, seed): all arms of that seed run one after another in one worker process and
 share the warm-started models (cached per node). Units run in ``workers`` processes. The report (tables,
-JSON, plot) is made by ``swarmrl.node.experiment_report``.
+JSON, plot) is made by ``swarmrl.apps.experiment_report``.
 """
 
 from __future__ import annotations
@@ -470,7 +470,7 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
     """Run the nodes of one arm to the end; return per node its journal and final greedy accuracy."""
     from swarmrl.config import NodeConfig
     from swarmrl.node.journal import read_journal
-    from swarmrl.swarm.memory import MemoryHub
+    from swarmrl.swarm.transports.memory import MemoryHub
 
     hub = MemoryHub() if transport == "memory" else None
     node_cls = _node_class()
@@ -584,7 +584,7 @@ def _quiet_logs() -> None:
 def run_experiment(s: Settings) -> dict[str, Any]:
     """Run every (regime, seed) unit, then write ``sapo-results.json``, ``sapo-table.md`` and
     ``sapo-reward.png`` into ``s.out``; returns the results document."""
-    from swarmrl.node.experiment_report import write_report
+    from swarmrl.apps.experiment_report import write_report
 
     if not s.arms or not s.regimes or not s.seeds:
         raise ConfigError("experiment", "needs at least one arm, one regime and one seed")
