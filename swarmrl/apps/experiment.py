@@ -469,7 +469,7 @@ def greedy_eval(node: Any) -> dict[str, Any]:
 async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> list[dict[str, Any]]:
     """Run the nodes of one arm to the end; return per node its journal and final greedy accuracy."""
     from swarmrl.config import NodeConfig
-    from swarmrl.node.journal import read_journal
+    from swarmrl.node.journal import read_rounds
     from swarmrl.swarm.transports.memory import MemoryHub
 
     hub = MemoryHub() if transport == "memory" else None
@@ -491,9 +491,9 @@ async def _run_nodes(configs: list[dict[str, Any]], transport: Transport) -> lis
     out = []
     for n, start in zip(nodes, before, strict=True):
         final = await asyncio.to_thread(greedy_eval, n)
-        records = [r for r in read_journal(n.data_dir / "journal.log") if r.get("kind") == "round"]
-        series: dict[str, Any] = {key: [round(float(r[key]), 4) for r in records] for key in SERIES}
-        is_w = [float(r["external_is_weight"]) for r in records if r.get("external_is_weight") is not None]
+        records = read_rounds(n.data_dir / "journal.log")
+        series: dict[str, Any] = {key: [round(float(getattr(r, key)), 4) for r in records] for key in SERIES}
+        is_w = [r.external_is_weight for r in records if r.external_is_weight is not None]
         series["external_is_weight_mean"] = round(statistics.fmean(is_w), 4) if is_w else None
         out.append(
             {
