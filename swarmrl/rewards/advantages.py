@@ -1,4 +1,4 @@
-"""Advantage estimators over groups of scalar rewards (REWARDS_SPEC.md section 18). Pure NumPy."""
+"""Advantage estimators over groups of scalar rewards (docs/rewards.md section 18). Pure NumPy."""
 
 from __future__ import annotations
 
