@@ -25,17 +25,17 @@ def available_inputs(cfg: NodeConfig, sources: Sequence[TaskSource]) -> frozense
 
 
 def check_requirements(cfg: NodeConfig, pipeline: RewardPipeline, sources: Sequence[TaskSource]) -> None:
-    """Raise ConfigError (field ``rewards.modules[i]`` / ``rewards.report[i]`` / ``rewards.combine``) for
+    """Raise ConfigError (field ``rewards.modules[i]``, ``rewards.report`` or ``rewards.combine``) for
     the first module input, or combine-mode input, that this node cannot provide."""
     have = available_inputs(cfg, sources)
     for i, entry in enumerate(pipeline.entries):
-        missing = first_missing(entry.module, have)
+        missing = first_missing(entry.module, have, entry.name)
         if missing is not None:
             raise ConfigError(f"rewards.modules[{i}]", missing.message())
-    for i, module in enumerate(pipeline.report):
+    for module in pipeline.report:
         missing = first_missing(module, have)
         if missing is not None:
-            raise ConfigError(f"rewards.report[{i}]", missing.message())
+            raise ConfigError("rewards.report", missing.message())
     comb = pipeline.combine
     needs_refs = comb.mode == "par" or (
         comb.mode == "lsc_and" and any(e.name not in comb.refs for e in pipeline.entries)

@@ -126,11 +126,12 @@ class Missing:
         )
 
 
-def first_missing(module: Any, provided: Iterable[str]) -> Missing | None:
-    """The first input of ``module`` (or a sub-module) that is not in ``provided``; None when all arrive."""
+def first_missing(module: Any, provided: Iterable[str], name: str | None = None) -> Missing | None:
+    """The first input of ``module`` (or a sub-module) that is not in ``provided``; None when all arrive.
+    ``name``: the name the module was configured under (an alias such as ``prm_delta``), for the message."""
     have = set(provided) | {STEPS, BATCH}
     for path, m in _walk(module, ()):
         for need in own_requirements(m).needs:
             if need.input not in have:
-                return Missing(path, need)
+                return Missing((name or path[0], *path[1:]), need)
     return None
