@@ -85,12 +85,16 @@ def _token_rewards_come_from_the_prm(node: Node) -> None:
     pol_lp = scorer.token_logprobs(prompts, ids)
     before = _params(scorer.aux.prms["prime"].module)
     outs = [o for g in module.score_batch(samples) for o in g]
-    for o, a, b, p in zip(outs, prm_lp, ref_lp, pol_lp, strict=True):
+    for o, a, b in zip(outs, prm_lp, ref_lp, strict=True):
         assert o.token_rewards == pytest.approx([beta * (x - y) for x, y in zip(a, b, strict=True)], abs=1e-6)
-    from_policy = [beta * (x - y) for p, r in zip(pol_lp, ref_lp, strict=True) for x, y in zip(p, r, strict=True)]
+    from_policy = [
+        beta * (x - y) for p, r in zip(pol_lp, ref_lp, strict=True) for x, y in zip(p, r, strict=True)
+    ]
     from_prm = [v for o in outs for v in o.token_rewards]
     assert max(abs(x - y) for x, y in zip(from_prm, from_policy, strict=True)) > 1e-4
-    assert _differs(_params(scorer.aux.prms["prime"].module), before)  # update: after -> trained after scoring
+    assert _differs(
+        _params(scorer.aux.prms["prime"].module), before
+    )  # update: after -> trained after scoring
     # the torch loss of the PRM step is the paper's CE, as shaping.prime_ce_loss computes it
     labels = [float(o.info["label"]) for o in outs]
     prm_now = scorer.prm_token_logprobs("prime", prompts, ids)

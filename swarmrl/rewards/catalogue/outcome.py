@@ -232,8 +232,9 @@ class CtrlU(Composite):
     """Ctrl-U-style uncertainty weighting (Zhang et al., ICLR 2025; 2ND): reward ``exp(-U) * r``.
 
     ``U`` from ``Sample.extras[uncertainty_key]`` when present, else the disagreement of ``members``
-    (mean absolute difference to their mean; Ctrl-U uses L1/KL between two predictions). The paper's loss
-    form ``L^c / exp(U) + lam * U`` is :func:`swarmrl.rewards.combine.ctrl_u_loss` (trainer hook).
+    (mean absolute difference to their mean; Ctrl-U uses L1/KL between two predictions). The paper's
+    uncertainty-regularised loss ``L^c / exp(U) + lam * U`` trains a reward model whose U is learned; here U is
+    an input, so only the weighting applies.
     """
 
     name = "ctrl_u"
