@@ -289,8 +289,16 @@ def literature_table(rows: list[dict[str, Any]], last: int) -> str:
 PRIME_ARMS: list[tuple[str, dict[str, Any]]] = [
     ("exact_match (baseline)", {"rewards": {"modules": [{"name": "exact_match", "weight": 1.0}]}}),
     (
-        "prime, online PRM (CE on outcome labels), RLOO advantage",
+        "prime (paper defaults: batch_norm, accuracy filter, RLOO)",
         {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4}}]}},
+    ),
+    (
+        "prime, norm none",
+        {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4, "norm": "none"}}]}},
+    ),
+    (
+        "prime, outcome term only (dpo_coef 0; PRM still trained)",
+        {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4, "dpo_coef": 0}}]}},
     ),
 ]
 

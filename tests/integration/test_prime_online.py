@@ -19,7 +19,8 @@ from swarmrl.rewards.shaping import prime_ce_loss
 from swarmrl.trainer.checkpoint import load_latest
 from tests.nodeutil import FAST, deep_merge
 
-PRIME = {"name": "prime", "weight": 1.0, "params": {"lr": 1e-3}}
+# no accuracy filter: a round of the tiny model may hold only all-wrong groups, and the PRM must train here
+PRIME = {"name": "prime", "weight": 1.0, "params": {"lr": 1e-3, "accuracy_filter": []}}
 
 
 def _config(tmp: Path, rounds: int) -> NodeConfig:
@@ -75,7 +76,15 @@ def _token_rewards_come_from_the_prm(node: Node) -> None:
     samples = [to_samples(g, t, node.policy.tokenizer) for g, t in zip(groups, tasks, strict=True)]
     beta = 0.05
     module: Any = default_registry().create(
-        "prime", {"advantage": "dense", "norm": "none", "update": "after", "lr": 1e-3, "beta": beta}
+        "prime",
+        {
+            "advantage": "dense",
+            "norm": "none",
+            "update": "after",
+            "lr": 1e-3,
+            "beta": beta,
+            "accuracy_filter": [],
+        },
     )
     module.bind_scorer(scorer)
     flat = [s for g in samples for s in g]

@@ -299,8 +299,11 @@ class Prime(ScorerSlot, Composite):
     (recipe), emitted as token rewards ``A_t - A_{t+1}`` so that the pipeline's default ``returns`` credit
     gives token t exactly ``A_t``: use ``prime`` as the only training module (the outcome is inside it).
     ``dense``: the token rewards go to the pipeline as they are (add an outcome module beside it). Groups of
-    one completion (greedy evaluation) are scored but never train the PRM. The recipe's accuracy filter is
-    not applied.
+    one completion (greedy evaluation) are scored but never train the PRM. ``accuracy_filter`` (paper's
+    online prompt filter, [0.2, 0.8]; ``null`` turns it off): a group whose outcome accuracy lies outside the
+    range trains neither the PRM nor the policy (zero advantage). Without it, all-wrong groups carry only the
+    implicit term, and its per-token leave-one-out baseline pays for length (measured: the tiny model collapses
+    to maximum-length garbage).
     """
 
     name = "prime"
@@ -319,6 +322,7 @@ class Prime(ScorerSlot, Composite):
         update: Literal["before", "after"] = "before",
         dpo_coef: float = 5.0,
         gt_coef: float = 5.0,
+        accuracy_filter: list[float] | None = None,
         key: str = "prime",
         prm_key: str = "prm_logprobs",
         ref_key: str = "ref_logprobs",
@@ -331,6 +335,12 @@ class Prime(ScorerSlot, Composite):
         self.beta, self.norm, self.drop_last = float(beta), norm, bool(drop_last)
         self.prm, self.advantage, self.update, self.lr = prm, advantage, update, float(lr)
         self.dpo_coef, self.gt_coef = float(dpo_coef), float(gt_coef)
+        band = [0.2, 0.8] if accuracy_filter is None else list(accuracy_filter)
+        need(
+            band == [] or (len(band) == 2 and 0.0 <= float(band[0]) <= float(band[1]) <= 1.0),
+            "prime.accuracy_filter must be [low, high] within [0, 1], or [] for no filter",
+        )
+        self.band = (float(band[0]), float(band[1])) if band else (0.0, 1.0)
         self.outcome = build_sub(registry, outcome, "prime.outcome")
         self.key, self.prm_key, self.ref_key = key, prm_key, ref_key
         self.needs_reference = prm != "columns"
@@ -358,10 +368,14 @@ class Prime(ScorerSlot, Composite):
     def _labels(self, group: Sequence[Sample]) -> list[float]:
         return [1.0 if (v or 0.0) > 0.5 else 0.0 for v in scalars(self.outcome, group, 0.0)]
 
+    def _kept(self, labels: Sequence[float]) -> bool:
+        """A group PRIME learns from: more than one completion, accuracy within the filter band."""
+        return len(labels) > 1 and self.band[0] <= sum(labels) / len(labels) <= self.band[1]
+
     def _train(
         self, scorer: ImplicitPRMScorer, groups: Sequence[Sequence[Sample]], labels: list[list[float]]
     ) -> None:
-        learn = [k for k, g in enumerate(groups) if len(g) > 1]
+        learn = [k for k, g in enumerate(groups) if self._kept(labels[k])]
         if not learn:
             return
         scorer.prm_ce_step(
@@ -431,19 +445,21 @@ class Prime(ScorerSlot, Composite):
     def _advantages(
         self, rows: list[list[list[float]]], labels: list[list[float]]
     ) -> list[list[list[float]]]:
-        """PRIME's returns per group (groups of one get zeros), whitened over all tokens, as differences."""
+        """PRIME's returns per kept group (others get zeros), whitened over the kept tokens, as differences."""
+        kept = [self._kept(y) for y in labels]
         rets = [
-            prime_rloo_returns(g, y, self.dpo_coef, self.gt_coef)
-            if len(g) > 1
-            else [[0.0] * len(r) for r in g]
-            for g, y in zip(rows, labels, strict=True)
+            prime_rloo_returns(g, y, self.dpo_coef, self.gt_coef) if keep else [[0.0] * len(r) for r in g]
+            for g, y, keep in zip(rows, labels, kept, strict=True)
         ]
-        tokens = [v for k, g in enumerate(rets) if len(g) > 1 for r in g for v in r]
+        tokens = [v for g, keep in zip(rets, kept, strict=True) if keep for r in g for v in r]
         if len(tokens) > 1:
             mean = sum(tokens) / len(tokens)
             var = sum((v - mean) ** 2 for v in tokens) / (len(tokens) - 1)
             scale = 1.0 / math.sqrt(var + 1e-8)
-            rets = [[[(v - mean) * scale for v in r] for r in g] if len(g) > 1 else g for g in rets]
+            rets = [
+                [[(v - mean) * scale for v in r] for r in g] if keep else g
+                for g, keep in zip(rets, kept, strict=True)
+            ]
         return [
             [[r[t] - (r[t + 1] if t + 1 < len(r) else 0.0) for t in range(len(r))] for r in g] for g in rets
         ]

@@ -66,6 +66,12 @@ def test_prime_rloo_advantage_is_the_whitened_prime_returns() -> None:
     for got, w in zip(scored.token_rewards, want, strict=True):
         assert got == pytest.approx([(v - mean) / sd for v in w], abs=1e-6)
     assert scored.rewards == [0.0, 0.0, 0.0]  # the outcome is inside PRIME's advantage, not counted twice
+    wrong = [Sample(s.prompt, "7", s.answer, completion_ids=s.completion_ids, extras=s.extras) for s in group]
+    filtered = pipe.score_group(wrong)  # accuracy 0 is outside the default filter band [0.2, 0.8]
+    assert filtered.token_rewards is not None and all(v == 0.0 for r in filtered.token_rewards for v in r)
+    off = build_pipeline([("prime", 1.0, {"prm": "columns", "norm": "none", "accuracy_filter": []})])
+    unfiltered = off.score_group(wrong).token_rewards
+    assert unfiltered is not None and any(v != 0.0 for r in unfiltered for v in r)
     single = pipe.score_group(group[:1])  # a group of one (greedy evaluation): no advantage
     assert single.token_rewards is not None and all(v == 0.0 for v in single.token_rewards[0])
 
