@@ -14,7 +14,11 @@ seeds: accuracy of the first and last ``--last`` rounds, the zero-advantage frac
 (first -> last), the exact-match zero-variance fraction recomputed from ``rollouts.log`` (comparable across
 pipelines) and the final greedy evaluation.
 
-Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature] [--seeds 0,1,2] [--jobs 2]
+The PRIME suite (issue 15, ``--suite prime``) runs PRIME with its online implicit PRM beside the exact-match
+baseline (``PRIME_ARMS``) and reports mean reward and accuracy first -> last ``--last`` rounds and every module
+metric of the journal that is not constant.
+
+Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature|prime] [--seeds 0,1,2] [--jobs 2]
 [--rounds 100] [--last 20] [--threads 1] [--out DIR] [--json FILE] [CONFIG ...]``. Prints markdown tables.
 """
 
@@ -280,10 +284,103 @@ def literature_table(rows: list[dict[str, Any]], last: int) -> str:
     return "\n".join(lines)
 
 
+#: PRIME with its online implicit PRM (issue 15) beside the exact-match baseline on the same task and seeds.
+#: PRM learning rate twice the policy's (3e-4), the paper's ratio (1e-6 vs 5e-7).
+PRIME_ARMS: list[tuple[str, dict[str, Any]]] = [
+    ("exact_match (baseline)", {"rewards": {"modules": [{"name": "exact_match", "weight": 1.0}]}}),
+    (
+        "prime (paper defaults: batch_norm, accuracy filter, RLOO)",
+        {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4}}]}},
+    ),
+    (
+        "prime, norm none",
+        {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4, "norm": "none"}}]}},
+    ),
+    (
+        "prime, outcome term only (dpo_coef 0; PRM still trained)",
+        {"rewards": {"modules": [{"name": "prime", "weight": 1.0, "params": {"lr": 6e-4, "dpo_coef": 0}}]}},
+    ),
+]
+
+
+def _module_trend(data_dir: Path, last: int) -> dict[str, tuple[float, float, float]]:
+    """Per journal module: mean of the first ``last`` rounds, of the last ``last`` rounds, and the sd over
+    all rounds (a module whose sd is 0 is constant and left out of the report)."""
+    from swarmrl.node.journal import read_journal
+
+    records = [r for r in read_journal(data_dir / "journal.log") if r.get("kind", "round") == "round"]
+    out: dict[str, tuple[float, float, float]] = {}
+    for name in records[-1].get("modules", {}) if records else {}:
+        vals = [float(r["modules"][name]) for r in records if r.get("modules", {}).get(name) is not None]
+        if len(vals) > 1 and statistics.pstdev(vals) > 1e-12:
+            out[name] = (
+                statistics.fmean(vals[:last]),
+                statistics.fmean(vals[-last:]),
+                statistics.pstdev(vals),
+            )
+    return out
+
+
+def prime_runs(
+    out: Path, rounds: int, last: int, threads: int, timeout: float, seeds: list[int]
+) -> list[dict[str, Any]]:
+    """``PRIME_ARMS`` on the ``add`` task for every seed, one CLI node after the other."""
+    import yaml
+    from _literature_arms import BASE, TASKS
+
+    rows = []
+    cache = out / "_models"
+    for label, extra in PRIME_ARMS:
+        cfg = _merge(_merge(BASE, TASKS["add"]), extra)
+        cfg["rewards"]["report"] = ["exact_match"]
+        arm = out / _slug(label)
+        arm.mkdir(parents=True, exist_ok=True)
+        path = arm / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        for seed in seeds:
+            print(f"running prime suite / {label} seed {seed} ...", file=sys.stderr, flush=True)
+            data_dir = arm / f"seed-{seed}"
+            _share_models(cache, data_dir / "models", into_run=True)
+            row = run_config(path, data_dir, rounds, threads, timeout, seed)
+            _share_models(cache, data_dir / "models", into_run=False)
+            summary = summarize(data_dir, last)
+            summary["reward_first"] = _first_reward(data_dir, last)
+            row.update(label=label, summary=summary, trend=_module_trend(data_dir, last))
+            rows.append(row)
+    return rows
+
+
+def _first_reward(data_dir: Path, last: int) -> float | None:
+    from swarmrl.node.journal import read_journal
+
+    records = [r for r in read_journal(data_dir / "journal.log") if r.get("kind", "round") == "round"]
+    return statistics.fmean(float(r["reward_mean"]) for r in records[:last]) if records else None
+
+
+def prime_table(rows: list[dict[str, Any]], last: int) -> str:
+    head = (
+        f"| pipeline | seed | rc | mean reward first {last} -> last {last} | accuracy first {last} -> last {last} "
+        f"| final greedy eval | non-constant module metrics, first {last} -> last {last} (sd over rounds) | s |"
+    )
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        s = r.get("summary", {})
+        ev = s.get("eval_accuracy")
+        first = s.get("reward_first")
+        mods = ", ".join(f"{k} {a:.3f} -> {b:.3f} ({sd:.3f})" for k, (a, b, sd) in r.get("trend", {}).items())
+        lines.append(
+            f"| {r['label']} | {r['seed']} | {r['rc']} "
+            f"| {float('nan') if first is None else first:.3f} -> {s.get('reward_mean', float('nan')):.3f} "
+            f"| {s.get('first_accuracy', float('nan')):.3f} -> {s.get('accuracy', float('nan')):.3f} "
+            f"| {'-' if ev is None else f'{ev:.3f}'} | {mods or '-'} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("configs", nargs="*", type=Path, help="configs (default: deploy/configs/rewards/*.yaml)")
-    ap.add_argument("--suite", choices=("all", "configs", "literature"), default="all")
+    ap.add_argument("--suite", choices=("all", "configs", "literature", "prime"), default="all")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the literature suite (comma-separated)")
     ap.add_argument("--jobs", type=int, default=1, help="literature-suite node processes at a time")
     ap.add_argument(
@@ -331,9 +428,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print(literature_table(lit, args.last))
+    prime: list[dict[str, Any]] = []
+    if args.suite in ("all", "prime") and not args.configs:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        prime = prime_runs(out / "prime", args.rounds, args.last, args.threads, args.timeout, seeds)
+        print()
+        print(prime_table(prime, args.last))
     if args.json:
-        args.json.write_text(json.dumps({"configs": rows, "literature": lit}, indent=2))
-    return 0 if all(r["rc"] == 0 for r in rows + lit) else 1
+        args.json.write_text(json.dumps({"configs": rows, "literature": lit, "prime": prime}, indent=2))
+    return 0 if all(r["rc"] == 0 for r in rows + lit + prime) else 1
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def check_semantics(cfg: NodeConfig) -> None:
                 f"unknown reward module '{name}'; fix: use one of {', '.join(registry.names())}",
             )
     try:
-        build_reward_pipeline(cfg)
+        pipeline = build_reward_pipeline(cfg)
     except RewardError as exc:
         raise ConfigError("rewards", str(exc)) from None
     from swarmrl.node.tracking import check_trackers
@@ -56,10 +56,12 @@ def check_semantics(cfg: NodeConfig) -> None:
     check_trackers(cfg.node.report_to)
     from swarmrl.tasks import build_source
 
+    sources = []
     for i, src in enumerate(cfg.tasks.sources):
         try:
             built = build_source(src.source, src.dataset, src.config, cfg.tasks.seed, cfg.tasks.size)
             built.get(0)
+            sources.append(built)
         except TaskConfigError as exc:
             raise ConfigError(f"tasks.sources[{i}].{exc.field}", str(exc)) from None
         except TaskError as exc:
@@ -78,6 +80,9 @@ def check_semantics(cfg: NodeConfig) -> None:
             "fix: use at most the number of tasks.sources",
         )
 
+    from swarmrl.node.requirements import check_requirements
+
+    check_requirements(cfg, pipeline, sources)
     check_trainer(cfg)
 
 

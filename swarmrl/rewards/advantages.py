@@ -65,38 +65,6 @@ EPS_TRL = 1e-4
 EPS_OPENRLHF = 1e-9
 
 
-def grpo_single_verl(rewards: Sequence[float], eps: float = EPS_VERL) -> list[float]:
-    """verl's GRPO, including its single-sample rule (mean 0, std 1, so ``A = r / (1 + eps)``)."""
-    r = np.asarray(rewards, dtype=np.float64)
-    if r.size == 1:
-        return (r / (1.0 + eps)).tolist()
-    return grpo(rewards, eps)
-
-
-def gdpo(
-    per_module: Sequence[Sequence[Sequence[float]]], weights: Sequence[float], eps: float = EPS_TRL
-) -> list[list[float]]:
-    """TRL ``normalize_then_sum`` (GDPO): per-module group z-score, weighted sum, then a batch z-score.
-
-    ``per_module[m][g][i]`` is module m's reward for completion i of group g.
-    """
-    if len(per_module) != len(weights) or not per_module:
-        raise InvalidValue("gdpo needs one weight per module and at least one module")
-    n_groups = len(per_module[0])
-    summed: list[np.ndarray] = []
-    for g in range(n_groups):
-        acc = None
-        for m, w in zip(per_module, weights, strict=True):
-            z = np.asarray(grpo(m[g], eps), dtype=np.float64) * w
-            acc = z if acc is None else acc + z
-        summed.append(acc if acc is not None else np.zeros(0))
-    flat = np.concatenate(summed) if summed else np.zeros(0)
-    if flat.size < 2:
-        return [s.tolist() for s in summed]
-    mean, std = flat.mean(), flat.std(ddof=1)
-    return [((s - mean) / (std + eps)).tolist() for s in summed]
-
-
 def process_grpo(step_rewards: Sequence[Sequence[float]], eps: float = EPS_VERL) -> list[list[float]]:
     """DeepSeekMath process supervision for one group: z-score all step rewards of the group jointly, then
     each step's advantage is the sum of normalised rewards of the steps ending at or after it."""

@@ -99,11 +99,6 @@ def ctrl_u_weight(uncertainty: float) -> float:
     return math.exp(-float(uncertainty))
 
 
-def ctrl_u_loss(reward_loss: float, uncertainty: float, lam: float) -> float:
-    """Ctrl-U uncertainty-regularised loss ``L^c / exp(U) + lam * U`` (for a trainer hook)."""
-    return float(reward_loss) / math.exp(float(uncertainty)) + lam * float(uncertainty)
-
-
 # --- pipeline-level combination --------------------------------------------------------------------------
 
 CombineMode = Literal["weighted_sum", "lsc_and", "par", "ensemble", "gate", "heron"]

@@ -12,7 +12,10 @@ at the step's last token") and turns the placed rewards into per-token values wi
   advantage normalisation (verl GRPO sums token rewards away, section 0.2).
 
 Optional baselines over the group: ``position_mean`` (IGPO: subtract the group mean at the same token
-position) and ``rloo_token`` (PURE: ``b_i = sum_{j != i} sum_t G_{j,t} / ((n - 1) * L_max)``).
+position), ``rloo_token`` (PURE: ``b_i = sum_{j != i} sum_t G_{j,t} / ((n - 1) * L_max)``) and
+``process_grpo`` (DeepSeekMath process supervision, arXiv 2402.03300: the group's step rewards are z-scored
+together *before* the returns, so token t gets the sum of the normalised rewards of the steps ending at or after
+it; :func:`swarmrl.rewards.advantages.process_grpo`; mode ``returns`` only).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any, Literal
 from swarmrl.errors import RewardError
 
 CreditMode = Literal["returns", "strict_min", "raw", "sum_to_outcome"]
-Baseline = Literal["none", "position_mean", "rloo_token"]
+Baseline = Literal["none", "position_mean", "rloo_token", "process_grpo"]
+BASELINES = ("none", "position_mean", "rloo_token", "process_grpo")
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,10 @@ class CreditConfig:
             )
         if cfg.get("mode", "returns") not in ("returns", "strict_min", "raw", "sum_to_outcome"):
             raise RewardError("credit.mode must be returns, strict_min, raw or sum_to_outcome")
-        if cfg.get("baseline", "none") not in ("none", "position_mean", "rloo_token"):
-            raise RewardError("credit.baseline must be none, position_mean or rloo_token")
+        if cfg.get("baseline", "none") not in BASELINES:
+            raise RewardError(f"credit.baseline must be one of {', '.join(BASELINES)}")
+        if cfg.get("baseline") == "process_grpo" and cfg.get("mode", "returns") != "returns":
+            raise RewardError("credit.baseline process_grpo needs credit.mode returns")
         scale = float(cfg.get("scale", 1.0))
         if not math.isfinite(scale) or not 0.0 <= scale <= 1e6:
             raise RewardError("credit.scale must be a finite number in [0, 1e6]")
@@ -126,6 +132,9 @@ def assign(
     rewards_rows: Sequence[Sequence[float]], masks: Sequence[Sequence[bool]], config: CreditConfig
 ) -> list[list[float]]:
     """Per-token values for one group from placed rewards, following ``config``."""
+    if config.baseline == "process_grpo":
+        rows = process_supervision(rewards_rows, masks)
+        return [[config.scale * v for v in r] for r in rows] if config.scale != 1.0 else rows
     if config.mode == "returns":
         rows = [returns(r) for r in rewards_rows]
     elif config.mode == "strict_min":
@@ -140,3 +149,27 @@ def assign(
     if config.scale != 1.0:
         rows = [[config.scale * v for v in r] for r in rows]
     return rows
+
+
+def process_supervision(
+    rewards_rows: Sequence[Sequence[float]], masks: Sequence[Sequence[bool]]
+) -> list[list[float]]:
+    """DeepSeekMath process supervision for one group: the placed step rewards (``masks``) go through
+    :func:`~swarmrl.rewards.advantages.process_grpo`; token t gets the value of the first step ending at or
+    after it (0 after the last step)."""
+    from swarmrl.rewards.advantages import process_grpo
+
+    steps = [
+        [float(r) for r, m in zip(row, mask, strict=True) if m]
+        for row, mask in zip(rewards_rows, masks, strict=True)
+    ]
+    advs = process_grpo(steps)
+    out = []
+    for mask, adv in zip(masks, advs, strict=True):
+        row, k = [0.0] * len(mask), len(adv)
+        for t in range(len(mask) - 1, -1, -1):
+            if mask[t]:
+                k -= 1
+            row[t] = adv[k] if k < len(adv) else 0.0
+        out.append(row)
+    return out

@@ -12,6 +12,8 @@ from typing import Protocol, runtime_checkable
 
 from swarmrl.errors import RewardError
 from swarmrl.rewards.base import Sample
+from swarmrl.rewards.requirements import Requirements, needs
+from swarmrl.rewards.requirements import scorer as scorer_need
 
 SCORER_KEY = "policy_scorer"
 
@@ -66,6 +68,10 @@ class ScorerSlot:
     def bind_scorer(self, scorer: PolicyScorer | None) -> None:
         self.scorer = scorer
 
+    def requires(self) -> Requirements:
+        """A model-based module needs the policy scorer (subclasses that can do without override this)."""
+        return needs(scorer_need())
+
     def resolve(self, group: Sequence[Sample], who: str) -> PolicyScorer:
         return resolve_scorer(self.scorer, group, who)
 
@@ -102,6 +108,30 @@ class OnlinePRMScorer(Protocol):
         self,
         key: str,
         pairs: Sequence[tuple[str, Sequence[int], Sequence[int]]],
+        beta: float,
+        lr: float,
+    ) -> float: ...
+
+
+@runtime_checkable
+class ImplicitPRMScorer(Protocol):
+    """Optional extension: PRIME's implicit PRM trained online on outcome labels, owned by the trainer.
+
+    ``key`` names one PRM (a copy of the policy made on first use; the reference is the scorer's frozen
+    reference). ``prm_token_logprobs``: as in :class:`OnlinePRMScorer`; ``prm_ce_step``: one optimiser step of
+    ``mean_i BCE(sigmoid(beta * sum_t log pi_phi/pi_ref (y_i)), labels[i])``; returns the loss before the step.
+    """
+
+    def prm_token_logprobs(
+        self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
+    ) -> list[list[float]]: ...
+
+    def prm_ce_step(
+        self,
+        key: str,
+        prompts: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        labels: Sequence[float],
         beta: float,
         lr: float,
     ) -> float: ...

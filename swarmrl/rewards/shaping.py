@@ -269,8 +269,3 @@ def progress_rewards(values: Sequence[float], alpha: float = 1.0) -> list[float]
     """``alpha * (V(s_{h+1}) - V(s_h))`` for consecutive prefix values ``V(s_0)..V(s_H)``."""
     v = [float(x) for x in values]
     return [alpha * (v[h + 1] - v[h]) for h in range(len(v) - 1)]
-
-
-def mrt_advantage(outcome: float, termination_value: float) -> float:
-    """MRT RL recipe: ``A = R(rollout) - R_termination(prefix)`` (replaces the group-mean baseline)."""
-    return float(outcome) - float(termination_value)

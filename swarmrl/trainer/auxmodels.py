@@ -4,6 +4,9 @@
   the trajectory DPO loss against the current policy as pi_old; its log-prob ratio gives implicit step
   rewards. Costs one more model (weights + Adam state) in memory: cheap for small models, plan for it on
   big ones.
+* **PRIME implicit PRM** (Cui et al. arXiv 2502.01456): the same kind of policy copy, trained by the
+  cross-entropy loss on outcome labels ``BCE(sigmoid(beta * sum_t log pi_phi/pi_ref), y)`` with pi_ref the
+  scorer's frozen reference (the starting policy); its log-ratio gives PRIME's token rewards.
 * **token value head** (TVM, Lee et al. arXiv 2407.12863): a linear head on the policy's last hidden
   states (detached), sigmoid output, trained by per-token binary cross-entropy. The paper fine-tunes a whole
   model as the value model; a head on the policy's features is our cheaper choice (UNCONFIRMED).
@@ -156,6 +159,51 @@ class AuxModels:
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(prm.module.parameters(), 1.0)
         prm.optimizer.step()
+        return total
+
+    def prm_ce_step(
+        self,
+        key: str,
+        rows: Sequence[Row],
+        labels: Sequence[float],
+        beta: float,
+        lr: float,
+        reference: torch.nn.Module,
+    ) -> float:
+        """PRIME's PRM update: one optimiser step of ``mean_i BCE(sigmoid(beta * sum_t (log pi_phi - log
+        pi_ref)(y_i,t)), labels[i])`` over ``rows`` (prompt ids, completion ids); returns the loss (the value
+        before the step). Rows without completion tokens are left out."""
+        if len(labels) != len(rows):
+            raise RewardError(f"{len(labels)} outcome labels for {len(rows)} completions")
+        by_row = {id(r): float(y) for r, y in zip(rows, labels, strict=True)}
+        chunks = self._chunks(list(rows))
+        n = sum(len(c) for c in chunks)
+        if n == 0:
+            return 0.0
+        prm = self._prm(key, lr)
+        for group in prm.optimizer.param_groups:
+            group["lr"] = lr
+        prm.lr = lr
+        prm.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for chunk in chunks:
+            with torch.no_grad():
+                was = reference.training
+                reference.eval()
+                try:
+                    ref = torch.stack([lp.sum() for lp in self._seq_logps(reference, chunk)])
+                finally:
+                    if was:
+                        reference.train()
+            new = torch.stack([lp.sum() for lp in self._seq_logps(prm.module, chunk)])
+            target = torch.tensor([by_row[id(r)] for r in chunk], dtype=new.dtype, device=new.device)
+            logits = beta * (new - ref.to(new.dtype))
+            loss = F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / n
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(prm.module.parameters(), 1.0)
+        prm.optimizer.step()
+        prm.optimizer.zero_grad(set_to_none=True)
         return total
 
     # -- token value head (TVM) -------------------------------------------------------------------------

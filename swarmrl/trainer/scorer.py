@@ -191,6 +191,20 @@ class TrainerScorer:
         """One trajectory-DPO step of the online PRM ``key`` against the current policy as pi_old."""
         return self.aux.prm_dpo_step(key, pairs, beta, lr)
 
+    def prm_ce_step(
+        self,
+        key: str,
+        prompts: Sequence[str],
+        completion_ids: Sequence[Sequence[int]],
+        labels: Sequence[float],
+        beta: float,
+        lr: float,
+    ) -> float:
+        """One PRIME cross-entropy step of the implicit PRM ``key`` on outcome labels, against the frozen
+        reference (``ImplicitPRMScorer``)."""
+        rows = self.aux.rows(prompts, completion_ids)
+        return self.aux.prm_ce_step(key, rows, labels, beta, lr, self._model(True))
+
     def token_values(
         self, key: str, prompts: Sequence[str], completion_ids: Sequence[Sequence[int]]
     ) -> list[list[float]]:

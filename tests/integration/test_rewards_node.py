@@ -32,7 +32,11 @@ MODEL_MODULES = [
     {"name": "logprob_answer", "weight": 0.1, "params": {"normalize": "mean"}},
     {"name": "verifree", "weight": 0.1, "params": {"mode": "p", "require_marker": False, "split_marker": ""}},
     {"name": "rlpr", "weight": 0.1},
-    {"name": "prime", "weight": 1.0, "params": {"beta": 0.05, "norm": "none"}},
+    {
+        "name": "prime",
+        "weight": 1.0,
+        "params": {"beta": 0.05, "norm": "none", "prm": "policy", "advantage": "dense"},
+    },
     {"name": "igpo", "weight": 0.1},
     {"name": "progress_mc", "weight": 0.1, "params": {"n": 2}},
     {

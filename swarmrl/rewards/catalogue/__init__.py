@@ -33,7 +33,6 @@ PLAIN: tuple[Any, ...] = (
     model.VeriFree,
     model.Rlpr,
     model.Igpo,
-    model.Prime,
     literature.P2S,
     literature.Slate,
 )
@@ -58,6 +57,7 @@ COMPOSITE: tuple[Any, ...] = (
     textual.GrpoLambda,
     model.ProgressMC,
     model.MrtProgress,
+    model.Prime,
     literature.PotentialShaping,
     literature.ExploreBonus,
     literature.Arena,

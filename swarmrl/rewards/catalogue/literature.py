@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from swarmrl.errors import RewardError
+from swarmrl.rewards import requirements as R
 from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, extract_answer
 from swarmrl.rewards.catalogue.common import Composite, Spec, build_sub, checked, need, scalars, steps_of
 from swarmrl.rewards.literature import (
@@ -34,6 +35,7 @@ from swarmrl.rewards.literature import (
     telescope,
     zscore,
 )
+from swarmrl.rewards.requirements import Requirements, needs
 from swarmrl.rewards.scorer import OnlinePRMScorer, PolicyScorer, ScorerSlot, TokenScorer, ValueScorer
 from swarmrl.rewards.segment import TOKEN_OFFSETS, locate, step_token_ends
 
@@ -272,6 +274,10 @@ class P2S(ScorerSlot):
         need(score in ("prob", "mean_logp"), "p2s.score must be prob or mean_logp")
         self.reference, self.form, self.kind, self.sep = reference, form, score, sep
 
+    def requires(self) -> Requirements:
+        own = needs(R.gold_steps(), R.steps()) if self.reference == "gold_steps" else needs(R.steps())
+        return super().requires() | own
+
     def _reference(self, group: Sequence[Sample]) -> list[str] | None:
         gold = [g.strip() for g in group[0].gold_steps] if group else []
         if self.reference in ("auto", "gold_steps") and gold:
@@ -334,6 +340,9 @@ class Slate(ScorerSlot):
         need(1 <= int(siblings) <= 64, "slate.siblings must be in [1, 64]")
         need(bool(sep), "slate.sep must not be empty")
         self.siblings, self.alpha, self.sep = int(siblings), float(alpha), sep
+
+    def requires(self) -> Requirements:
+        return super().requires() | needs(R.gold_steps(), R.steps())
 
     def _first_step(self, text: str) -> str:
         return extract_answer(text.split(self.sep, 1)[0]).strip()

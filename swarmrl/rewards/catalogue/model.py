@@ -10,14 +10,18 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from swarmrl.errors import RewardError
+from swarmrl.rewards import requirements as R
 from swarmrl.rewards.base import RewardModule, RewardOutput, Sample, extract_answer
 from swarmrl.rewards.catalogue.common import Composite, Spec, build_sub, float_list, need, scalars, steps_of
-from swarmrl.rewards.scorer import PolicyScorer, ScorerSlot, TokenScorer
+from swarmrl.rewards.requirements import Requirements, needs
+from swarmrl.rewards.scorer import ImplicitPRMScorer, PolicyScorer, ScorerSlot, TokenScorer
 from swarmrl.rewards.segment import locate
 from swarmrl.rewards.shaping import (
     igpo_turn_rewards,
     mc_value,
     prime_batch_norm,
+    prime_ce_loss,
+    prime_rloo_returns,
     prime_token_rewards,
     progress_rewards,
 )
@@ -271,14 +275,35 @@ class Igpo(ScorerSlot):
         return out
 
 
-class Prime(ScorerSlot):
-    """PRIME implicit-PRM token rewards (PRIME-RL/PRIME, verl recipe; CODE):
-    ``r_t = beta * (log pi_phi - log pi_ref)`` per completion token (beta 0.05), then ``norm``: ``batch_norm``
-    (recipe default: divide by the batch max |return|) or ``none``. ``drop_last`` reproduces the verl recipe
-    dropping the last token (the original repo keeps it; default False). Log-probs come from
-    ``Sample.extras[prm_key]`` / ``[ref_key]`` when present, else from the scorer (policy = PRM; the exact
-    completion token ids when the scorer is a ``TokenScorer``, as the trainer's is). Token count must equal
-    ``len(completion_ids)``. The online PRM update is ``shaping.prime_ce_loss`` (trainer hook).
+class Prime(ScorerSlot, Composite):
+    """PRIME (Cui et al., arXiv 2502.01456; PRIME-RL/PRIME verl recipe, CODE): implicit process rewards
+    ``r_t = beta * (log pi_phi(y_t) - log pi_ref(y_t))`` per completion token (``beta`` 0.05), then ``norm``
+    ``batch_norm`` (recipe: divide by the batch max |return|) or ``none``; ``drop_last`` zeroes the last token
+    (verl recipe; the original repo keeps it).
+
+    ``prm`` -- where ``pi_phi`` comes from:
+
+    * ``online`` (default, the paper): a separate implicit PRM initialised from the policy (held by the
+      trainer's scorer under ``key``, checkpointed with the node), ``pi_ref`` the frozen starting policy. Each
+      round it takes one optimiser step (``lr``; paper 1e-6) of the cross-entropy loss on the outcome labels
+      ``y = 1[outcome > 0.5]`` of the round's groups (``outcome``: exact_match),
+      ``BCE(sigmoid(beta * sum_t log pi_phi/pi_ref), y)``. ``update``: ``before`` (update, then score with
+      the updated PRM; the recipe's default, UNCONFIRMED) or ``after`` (score, then update). Each sample's
+      ``info['prm_ce']`` is that loss on it at scoring time (``shaping.prime_ce_loss``).
+    * ``policy``: the current policy is the PRM (no separate model, no update: not the paper's method).
+    * ``columns``: precomputed log-probs in ``Sample.extras[prm_key]`` / ``[ref_key]``.
+
+    ``advantage``: ``rloo`` (default, the paper) turns the implicit rewards and the outcome into PRIME's
+    advantage (``shaping.prime_rloo_returns``: leave-one-out baselines per source, weighted ``dpo_coef`` /
+    ``gt_coef`` 5 / 5 as in the recipe, reverse cumulative returns), whitened over the batch's tokens
+    (recipe), emitted as token rewards ``A_t - A_{t+1}`` so that the pipeline's default ``returns`` credit
+    gives token t exactly ``A_t``: use ``prime`` as the only training module (the outcome is inside it).
+    ``dense``: the token rewards go to the pipeline as they are (add an outcome module beside it). Groups of
+    one completion (greedy evaluation) are scored but never train the PRM. ``accuracy_filter`` (paper's
+    online prompt filter, [0.2, 0.8]; ``null`` turns it off): a group whose outcome accuracy lies outside the
+    range trains neither the PRM nor the policy (zero advantage). Without it, all-wrong groups carry only the
+    implicit term, and its per-token leave-one-out baseline pays for length (measured: the tiny model collapses
+    to maximum-length garbage).
     """
 
     name = "prime"
@@ -286,44 +311,158 @@ class Prime(ScorerSlot):
 
     def __init__(
         self,
+        registry: Registry,
         beta: float = 0.05,
         norm: Literal["batch_norm", "none"] = "batch_norm",
         drop_last: bool = False,
+        prm: Literal["online", "policy", "columns"] = "online",
+        advantage: Literal["rloo", "dense"] = "rloo",
+        outcome: Spec = "exact_match",
+        lr: float = 1e-6,
+        update: Literal["before", "after"] = "before",
+        dpo_coef: float = 5.0,
+        gt_coef: float = 5.0,
+        accuracy_filter: list[float] | None = None,
+        key: str = "prime",
         prm_key: str = "prm_logprobs",
         ref_key: str = "ref_logprobs",
     ) -> None:
         need(norm in ("batch_norm", "none"), "prime.norm must be batch_norm or none")
+        need(prm in ("online", "policy", "columns"), "prime.prm must be online, policy or columns")
+        need(advantage in ("rloo", "dense"), "prime.advantage must be rloo or dense")
+        need(update in ("before", "after"), "prime.update must be before or after")
+        need(float(beta) > 0 and float(lr) > 0, "prime.beta and prime.lr must be > 0")
         self.beta, self.norm, self.drop_last = float(beta), norm, bool(drop_last)
-        self.prm_key, self.ref_key = prm_key, ref_key
+        self.prm, self.advantage, self.update, self.lr = prm, advantage, update, float(lr)
+        self.dpo_coef, self.gt_coef = float(dpo_coef), float(gt_coef)
+        band = [0.2, 0.8] if accuracy_filter is None else list(accuracy_filter)
+        need(
+            band == [] or (len(band) == 2 and 0.0 <= float(band[0]) <= float(band[1]) <= 1.0),
+            "prime.accuracy_filter must be [low, high] within [0, 1], or [] for no filter",
+        )
+        self.band = (float(band[0]), float(band[1])) if band else (0.0, 1.0)
+        self.outcome = build_sub(registry, outcome, "prime.outcome")
+        self.key, self.prm_key, self.ref_key = key, prm_key, ref_key
+        self.needs_reference = prm != "columns"
 
-    def _rows(self, group: Sequence[Sample]) -> list[list[float]]:
-        if all(self.prm_key in s.extras and self.ref_key in s.extras for s in group):
-            prm = [float_list(s.extras[self.prm_key], self.prm_key) for s in group]
-            ref = [float_list(s.extras[self.ref_key], self.ref_key) for s in group]
-        else:
-            scorer: PolicyScorer = self.resolve(group, self.name)
-            prompts = [s.prompt for s in group]
-            if isinstance(scorer, TokenScorer) and all(s.completion_ids for s in group):
-                ids = [s.completion_ids for s in group]
-                prm, ref = (
-                    scorer.token_logprobs(prompts, ids),
-                    scorer.token_logprobs(prompts, ids, reference=True),
-                )
-            else:
-                comps = [s.completion for s in group]
-                prm, ref = scorer.logprobs(prompts, comps), scorer.ref_logprobs(prompts, comps)
-        return [prime_token_rewards(a, b, self.beta, self.drop_last) for a, b in zip(prm, ref, strict=True)]
+    def children(self) -> Iterator[RewardModule]:
+        yield self.outcome
+
+    def bind_scorer(self, scorer: PolicyScorer | None) -> None:
+        ScorerSlot.bind_scorer(self, scorer)
+        Composite.bind_scorer(self, scorer)
+
+    def requires(self) -> Requirements:
+        if self.prm == "columns":
+            return needs(R.column(self.prm_key, "PRM log-prob column"), R.column(self.ref_key, "column"))
+        return super().requires()
+
+    def _online(self, groups: Sequence[Sequence[Sample]]) -> ImplicitPRMScorer:
+        scorer = self.resolve([s for g in groups for s in g], self.name)
+        if not isinstance(scorer, ImplicitPRMScorer) or not isinstance(scorer, TokenScorer):
+            raise RewardError(
+                "prime with prm: online needs the trainer's scorer (implicit PRM, token log-probs)"
+            )
+        return scorer
+
+    def _labels(self, group: Sequence[Sample]) -> list[float]:
+        return [1.0 if (v or 0.0) > 0.5 else 0.0 for v in scalars(self.outcome, group, 0.0)]
+
+    def _kept(self, labels: Sequence[float]) -> bool:
+        """A group PRIME learns from: more than one completion, accuracy within the filter band."""
+        return len(labels) > 1 and self.band[0] <= sum(labels) / len(labels) <= self.band[1]
+
+    def _train(
+        self, scorer: ImplicitPRMScorer, groups: Sequence[Sequence[Sample]], labels: list[list[float]]
+    ) -> None:
+        learn = [k for k, g in enumerate(groups) if self._kept(labels[k])]
+        if not learn:
+            return
+        scorer.prm_ce_step(
+            self.key,
+            [s.prompt for k in learn for s in groups[k]],
+            [s.completion_ids for k in learn for s in groups[k]],
+            [y for k in learn for y in labels[k]],
+            self.beta,
+            self.lr,
+        )
+
+    def _logprobs(self, group: Sequence[Sample]) -> tuple[list[list[float]], list[list[float]]]:
+        if self.prm == "columns":
+            prm = [float_list(s.extras.get(self.prm_key), self.prm_key) for s in group]
+            ref = [float_list(s.extras.get(self.ref_key), self.ref_key) for s in group]
+            return prm, ref
+        scorer: PolicyScorer = self.resolve(group, self.name)
+        prompts = [s.prompt for s in group]
+        if isinstance(scorer, TokenScorer) and all(s.completion_ids for s in group):
+            ids = [s.completion_ids for s in group]
+            ref = scorer.token_logprobs(prompts, ids, reference=True)
+            if self.prm == "online":
+                return self._online([group]).prm_token_logprobs(self.key, prompts, ids), ref
+            return scorer.token_logprobs(prompts, ids), ref
+        if self.prm == "online":
+            raise RewardError("prime with prm: online needs token ids and the trainer's scorer")
+        comps = [s.completion for s in group]
+        return scorer.logprobs(prompts, comps), scorer.ref_logprobs(prompts, comps)
 
     def score_batch(self, groups: Sequence[Sequence[Sample]]) -> list[list[RewardOutput]]:
-        rows = [self._rows(g) for g in groups]
+        online = self._online(groups) if self.prm == "online" else None
+        needs_labels = online is not None or self.advantage == "rloo"
+        labels = [self._labels(g) if needs_labels else [0.0] * len(g) for g in groups]
+        if online is not None and self.update == "before":
+            self._train(online, groups, labels)
+        logps = [self._logprobs(g) for g in groups]
+        if online is not None and self.update == "after":
+            self._train(online, groups, labels)
+        rows = [
+            [prime_token_rewards(a, b, self.beta, self.drop_last) for a, b in zip(prm, ref, strict=True)]
+            for prm, ref in logps
+        ]
+        sizes = [len(g) for g in rows]
         flat = [r for g in rows for r in g]
         if self.norm == "batch_norm":
             flat = prime_batch_norm(flat)
-        out, k = [], 0
-        for g in rows:
-            out.append([RewardOutput(None, token_rewards=flat[k + j]) for j in range(len(g))])
-            k += len(g)
+        normed = [flat[sum(sizes[:k]) : sum(sizes[: k + 1])] for k in range(len(rows))]
+        values = self._advantages(normed, labels) if self.advantage == "rloo" else normed
+        out = []
+        for (prm, ref), implicit, vals, ys in zip(logps, normed, values, labels, strict=True):
+            out.append(
+                [
+                    RewardOutput(
+                        None,
+                        token_rewards=v,
+                        info={
+                            "implicit": float(sum(r)),
+                            "label": y,
+                            "prm_ce": prime_ce_loss(sum(a) - sum(b), y, self.beta),
+                        },
+                    )
+                    for a, b, r, v, y in zip(prm, ref, implicit, vals, ys, strict=True)
+                ]
+            )
         return out
+
+    def _advantages(
+        self, rows: list[list[list[float]]], labels: list[list[float]]
+    ) -> list[list[list[float]]]:
+        """PRIME's returns per kept group (others get zeros), whitened over the kept tokens, as differences."""
+        kept = [self._kept(y) for y in labels]
+        rets = [
+            prime_rloo_returns(g, y, self.dpo_coef, self.gt_coef) if keep else [[0.0] * len(r) for r in g]
+            for g, y, keep in zip(rows, labels, kept, strict=True)
+        ]
+        tokens = [v for g, keep in zip(rets, kept, strict=True) if keep for r in g for v in r]
+        if len(tokens) > 1:
+            mean = sum(tokens) / len(tokens)
+            var = sum((v - mean) ** 2 for v in tokens) / (len(tokens) - 1)
+            scale = 1.0 / math.sqrt(var + 1e-8)
+            rets = [
+                [[(v - mean) * scale for v in r] for r in g] if keep else g
+                for g, keep in zip(rets, kept, strict=True)
+            ]
+        return [
+            [[r[t] - (r[t + 1] if t + 1 < len(r) else 0.0) for t in range(len(r))] for r in g] for g in rets
+        ]
 
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         return self.score_batch([group])[0]

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from swarmrl.errors import RewardError
+from swarmrl.rewards import requirements as R
 from swarmrl.rewards.advantages import compute_advantages
 from swarmrl.rewards.base import RewardModule, RewardOutput, Sample
 from swarmrl.rewards.catalogue.common import Composite, Spec, build_sub, float_list, need, scalars
@@ -18,6 +19,7 @@ from swarmrl.rewards.combine import (
     normal_quantile_reference,
     par,
 )
+from swarmrl.rewards.requirements import Requirements, needs
 from swarmrl.rewards.scorer import ScorerSlot
 from swarmrl.rewards.text import boxed_answer, majority_vote
 
@@ -57,6 +59,9 @@ class Verpo:
     ) -> None:
         need(combine in ("sum", "gate", "dense"), "verpo.combine must be sum, gate or dense")
         self.key, self.combine, self.lam = key, combine, float(lam)
+
+    def requires(self) -> Requirements:
+        return needs(R.column(self.key, "unit-test pass matrix"))
 
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         rows = [s.extras.get(self.key) for s in group]
@@ -121,6 +126,11 @@ class Lsc(Composite):
     def children(self) -> Iterator[RewardModule]:
         yield from self.props
 
+    def requires(self) -> Requirements:
+        if all(p in self.refs for p in self.prop_names):
+            return Requirements()
+        return needs(R.column(self.ref_column, "reference-reward column (or set refs)"))
+
     def _ref(self, sample: Sample, prop: str) -> float:
         if prop in self.refs:
             return self.refs[prop]
@@ -168,6 +178,9 @@ class Par(Composite):
 
     def children(self) -> Iterator[RewardModule]:
         yield self.of
+
+    def requires(self) -> Requirements:
+        return needs(R.column(self.ref_column, "reference-reward column"))
 
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         out = []
@@ -219,8 +232,9 @@ class CtrlU(Composite):
     """Ctrl-U-style uncertainty weighting (Zhang et al., ICLR 2025; 2ND): reward ``exp(-U) * r``.
 
     ``U`` from ``Sample.extras[uncertainty_key]`` when present, else the disagreement of ``members``
-    (mean absolute difference to their mean; Ctrl-U uses L1/KL between two predictions). The paper's loss
-    form ``L^c / exp(U) + lam * U`` is :func:`swarmrl.rewards.combine.ctrl_u_loss` (trainer hook).
+    (mean absolute difference to their mean; Ctrl-U uses L1/KL between two predictions). The paper's
+    uncertainty-regularised loss ``L^c / exp(U) + lam * U`` trains a reward model whose U is learned; here U is
+    an input, so only the weighting applies.
     """
 
     name = "ctrl_u"
@@ -332,6 +346,11 @@ class CoReward(ScorerSlot):
         need(0 <= int(samples) <= 1024, "co_reward.samples must be in [0, 1024]")
         self.view_key, self.extract = view_key, extract
         self.paraphrase, self.samples = paraphrase, int(samples)
+
+    def requires(self) -> Requirements:
+        if self.paraphrase is None:  # both views must arrive in the group, marked by the view column
+            return needs(R.column(self.view_key, "view column (original / paraphrase; or set paraphrase)"))
+        return super().requires()
 
     def _text_answer(self, text: str) -> str:
         if self.extract == "boxed":

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from swarmrl.errors import RewardError
+from swarmrl.rewards import requirements as R
 from swarmrl.rewards.base import RewardModule, RewardOutput, Sample
 from swarmrl.rewards.catalogue.common import (
     Composite,
@@ -22,6 +23,7 @@ from swarmrl.rewards.catalogue.common import (
     step_lists,
     steps_of,
 )
+from swarmrl.rewards.requirements import Requirements, needs
 from swarmrl.rewards.shaping import (
     Comparator,
     carl_step_reward,
@@ -52,6 +54,9 @@ class StepMatch:
         need(scalar in ("none", "mean", "all"), "step_match.scalar must be none, mean or all")
         self.scalar = scalar
 
+    def requires(self) -> Requirements:
+        return needs(R.gold_steps(), R.steps())
+
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         out = []
         for s in group:
@@ -78,6 +83,9 @@ class Column:
     def __init__(self, key: str = "score") -> None:
         self.key = key
 
+    def requires(self) -> Requirements:
+        return needs(R.column(self.key))
+
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         out = []
         for s in group:
@@ -103,6 +111,9 @@ class ColumnSteps:
             "column_steps.transform must be none or two_class_logits",
         )
         self.key, self.transform = key, transform
+
+    def requires(self) -> Requirements:
+        return needs(R.column(self.key, "per-step score column"), R.steps())
 
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         out = []
@@ -382,6 +393,9 @@ class CarlDrive:
             float(terminal_hint),
             float(overspeed_threshold),
         )
+
+    def requires(self) -> Requirements:
+        return needs(R.column(self.key, "driving-step column"))
 
     def score_group(self, group: Sequence[Sample]) -> list[RewardOutput]:
         out = []

@@ -120,18 +120,24 @@ def test_igpo_turn_rewards_through_pipeline() -> None:
 
 def test_prime_from_columns_and_scorer() -> None:
     g = [s("abc", prm_logprobs=[-1.0, -0.5, -2.0], ref_logprobs=[-1.2, -0.5, -1.0])]
-    raw = build_pipeline([("prime", 1.0, {"norm": "none"})], credit={"mode": "raw"}).score_group(g)
+    raw = build_pipeline(
+        [("prime", 1.0, {"norm": "none", "prm": "columns", "advantage": "dense"})], credit={"mode": "raw"}
+    ).score_group(g)
     assert raw.token_rewards == [pytest.approx([0.01, 0.0, -0.05])]
-    ret = build_pipeline([("prime", 1.0, {"norm": "none"})]).score_group(g)
+    ret = build_pipeline(
+        [("prime", 1.0, {"norm": "none", "prm": "columns", "advantage": "dense"})]
+    ).score_group(g)
     assert ret.token_rewards == [pytest.approx([-0.04, -0.05, -0.05])]
     fake = FakeScorer(lambda p, c, x: [-1.0] * len(c), ref_fn=lambda p, c, x: [-2.0] * len(c))
-    pipe = build_pipeline([("prime", 1.0, {})], credit={"mode": "raw"})
+    pipe = build_pipeline([("prime", 1.0, {"prm": "policy", "advantage": "dense"})], credit={"mode": "raw"})
     pipe.bind_scorer(fake)
     both = pipe.score([[s("ab")], [s("abcd")]])  # batch norm across groups: max |return| = 4 * 0.05
     assert both[0].token_rewards == [pytest.approx([0.05 / (0.2 + 1e-6)] * 2)]
     assert both[1].token_rewards == [pytest.approx([0.05 / (0.2 + 1e-6)] * 4)]
     with pytest.raises(RewardError, match="token rewards"):
-        build_pipeline([("prime", 1.0, {})]).score_group([s("ab", prm_logprobs=[0.0], ref_logprobs=[0.0])])
+        build_pipeline([("prime", 1.0, {"prm": "columns", "advantage": "dense"})]).score_group(
+            [s("ab", prm_logprobs=[0.0], ref_logprobs=[0.0])]
+        )
 
 
 def test_progress_mc_with_sampler() -> None:
@@ -166,7 +172,9 @@ def test_model_dense_rewards_reach_token_advantages() -> None:
         s("ab", prm_logprobs=[-1.0, -1.0], ref_logprobs=[-2.0, -1.0]),
         s("ab", prm_logprobs=[-1.0, -1.0], ref_logprobs=[-1.0, -2.0]),
     ]
-    pipe = build_pipeline([("exact_match", 1.0, {}), ("prime", 1.0, {"norm": "none"})])
+    pipe = build_pipeline(
+        [("exact_match", 1.0, {}), ("prime", 1.0, {"norm": "none", "prm": "columns", "advantage": "dense"})]
+    )
     scored = pipe.score_group(g)
     adv = token_advantages([scored], [g])
     assert adv[0][0][0] == pytest.approx(adv[0][1][0]) and adv[0][0][1] != pytest.approx(adv[0][1][1])

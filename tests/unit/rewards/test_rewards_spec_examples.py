@@ -187,7 +187,6 @@ def test_ensembles() -> None:
     assert close(C.aggregate(r, "mean_minus_std", 1.0, ddof=1), 0.805808)
     assert close(C.aggregate(r, "worst_case"), 1.0)
     assert close(C.aggregate(r, "uwo", 0.5, ddof=0), 1.555556)
-    assert close(C.ctrl_u_loss(0.4, 0.5, 0.1), 0.292612)
     assert close(C.ctrl_u_weight(0.5), 0.606531)
 
 
@@ -271,7 +270,6 @@ def test_progress() -> None:
     values = [S.mc_value([1] * 2 + [0] * 6), S.mc_value([1] * 4 + [0] * 4), S.mc_value([1] * 3 + [0] * 5)]
     assert close(values, [0.25, 0.5, 0.375])
     assert close(S.progress_rewards(values), [0.25, -0.125])
-    assert S.mrt_advantage(1.0, 0.25) == 0.75
 
 
 # --- 17 length / format ----------------------------------------------------------------------------------
@@ -321,16 +319,11 @@ def test_advantages() -> None:
     assert close(adv.rloo(r), [0.666667, -0.666667, -0.666667, 0.666667])
     assert adv.grpo([1.0, 1.0, 1.0]) == [0.0, 0.0, 0.0]  # all-equal group: zero advantage
     assert adv.zero_variance([2.0, 2.0])
-    assert close(adv.grpo_single_verl([3.0]), [3.0 / (1 + 1e-6)])
     batch = adv.compute_advantages([[1.0, 0.0], [5.0, 3.0]], "batch_std")
     assert close(batch[0], [0.5 / (2.217356 + 1e-4), -0.5 / (2.217356 + 1e-4)], 1e-5)
 
 
-def test_gdpo_and_process_grpo() -> None:
-    # per-module normalisation: a module's scale does not matter (unlike sum-then-normalise)
-    scaled = adv.gdpo([[[1.0, 0.0]], [[10.0, 0.0]]], [1.0, 1.0])
-    plain = adv.gdpo([[[1.0, 0.0]], [[1.0, 0.0]]], [1.0, 1.0])
-    assert close(scaled[0], plain[0], 1e-3) and close(plain[0], [0.707107, -0.707107], 1e-3)
+def test_process_grpo() -> None:
     steps = adv.process_grpo([[1.0, 0.0], [0.0]])
     # mean 1/3, sample std 0.57735: z = [1.1547, -0.57735], [-0.57735]
     assert close(steps[0], [1.1547 - 0.57735, -0.57735], 1e-4) and close(steps[1], [-0.57735], 1e-4)

@@ -136,7 +136,7 @@ def test_modules_score_with_the_bound_scorer(policy: Policy) -> None:
         [
             ("logprob_answer", 1.0, {"normalize": "sum"}),
             ("rlpr", 1.0, {}),
-            ("prime", 1.0, {"norm": "none"}),
+            ("prime", 1.0, {"norm": "none", "prm": "policy", "advantage": "dense"}),
             ("igpo", 1.0, {}),
             ("progress_mc", 1.0, {"n": 2}),
         ]
