@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from swarmrl.node.journal import read_rounds
 from swarmrl.node.records import RoundRecord
