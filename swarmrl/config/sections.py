@@ -234,7 +234,7 @@ class ModelSection(Section):
 
 
 #: Built-in task sources; plugins add names through the ``swarmrl.tasks`` entry-point group.
-BUILTIN_TASK_SOURCES = ("arithmetic", "multistep", "reasoning_gym", "dataset")
+BUILTIN_TASK_SOURCES = ("arithmetic", "multistep", "reasoning_gym", "dataset", "code")
 TASK_ENTRY_POINT_GROUP = "swarmrl.tasks"
 
 
