@@ -28,6 +28,7 @@ import torch
 from swarmrl.config import NodeConfig
 from swarmrl.errors import NodeError, SwarmRLError
 from swarmrl.node.evaluation import EvalResult, EvalSettings, evaluate_tasks
+from swarmrl.node.inputs import NodeInputs
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
 from swarmrl.node.progress import Progress
@@ -172,6 +173,7 @@ class Node:
             build_source(s.source, s.dataset, s.config, cfg.tasks.seed, cfg.tasks.size)
             for s in cfg.tasks.sources
         ]
+        self.inputs = NodeInputs(cfg, self.sources)  # completion columns, reward-model scores
         self.task_rng = random.Random(seed * 1_000_003 + 1)
         self.tasks = TaskSampler(
             self.sources,
@@ -336,9 +338,12 @@ class Node:
         self, groups: list[RolloutGroup], tasks: list[Task | None]
     ) -> tuple[list[list[Sample]], list[ScoredGroup]]:
         samples = [to_samples(g, t, self.policy.tokenizer) for g, t in zip(groups, tasks, strict=True)]
+        self.inputs.fill(groups, tasks, samples)
         scored = self.pipeline.score(samples)
         for g, s in zip(groups, scored, strict=True):
             g.rewards = list(s.totals)
+            if g.origin == "local":  # sent to peers as advisory: they order rescoring by it, never train on it
+                g.advisory_rewards = list(s.totals)
         return samples, scored
 
     def rescore_external(self, groups: list[RolloutGroup]) -> list[list[float]]:
