@@ -14,7 +14,13 @@ seeds: accuracy of the first and last ``--last`` rounds, the zero-advantage frac
 (first -> last), the exact-match zero-variance fraction recomputed from ``rollouts.log`` (comparable across
 pipelines) and the final greedy evaluation.
 
-Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature] [--seeds 0,1,2] [--jobs 2]
+The inputs suite (issue 15, ``--suite inputs``; not part of ``all``) runs the arms of ``_inputs_arms.py``:
+modules whose inputs a running node fills in -- VeRPO on the code task (pass matrix from the sandbox), PAR and
+LSC on a local reward model that the suite trains first (its scores, and its score of the gold answer as
+the reference reward) -- beside exact match on the same task, and reports per arm the mean reward, the
+accuracy and every module's mean, first ``--last`` rounds -> last ``--last`` rounds.
+
+Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature|inputs] [--seeds 0,1,2] [--jobs 2]
 [--rounds 100] [--last 20] [--threads 1] [--out DIR] [--json FILE] [CONFIG ...]``. Prints markdown tables.
 """
 
@@ -114,8 +120,13 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
     if not tail:
         return {"rounds": 0}
     modules: dict[str, float] = {}
+    modules_first: dict[str, float] = {}
+    modules_sd: dict[str, float] = {}
     for name in tail[-1].get("modules", {}):
         modules[name] = statistics.fmean(float(r["modules"].get(name, 0.0)) for r in tail)
+        modules_first[name] = statistics.fmean(float(r["modules"].get(name, 0.0)) for r in records[:last])
+        per_round = [float(r["modules"].get(name, 0.0)) for r in records]
+        modules_sd[name] = statistics.pstdev(per_round) if per_round else 0.0
     evals = [r["eval_accuracy"] for r in records if r.get("eval_accuracy") is not None]
     em_zero = _em_zero_variance(data_dir / "rollouts.log", last)
     return {
@@ -126,6 +137,9 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
         "em_zero_var": em_zero[1],
         "rounds": len(records),
         "reward_mean": statistics.fmean(float(r["reward_mean"]) for r in tail),
+        "reward_first": statistics.fmean(float(r["reward_mean"]) for r in records[:last]),
+        "modules_first": modules_first,
+        "modules_sd": modules_sd,
         "accuracy": statistics.fmean(float(r["accuracy"]) for r in tail),
         "first_accuracy": statistics.fmean(float(r["accuracy"]) for r in records[:last]),
         "eval_accuracy": evals[-1] if evals else None,
@@ -197,18 +211,25 @@ def literature_runs(
     seeds: list[int],
     jobs: int,
     arms: list[str] | None = None,
+    catalogue: Any = None,
+    rewrite: Any = None,
 ) -> list[dict[str, Any]]:
-    """Every arm of ``_literature_arms.ARMS`` for every seed (``jobs`` node processes at a time)."""
+    """Every arm of ``catalogue.ARMS`` (default ``_literature_arms``) for every seed (``jobs`` node processes
+    at a time); ``rewrite`` (optional) maps each arm's config before it is written."""
     from concurrent.futures import ThreadPoolExecutor
 
     import yaml
-    from _literature_arms import ARMS, BASE, TASKS
+
+    if catalogue is None:
+        import _literature_arms as catalogue
 
     todo = []
-    for item, task, label, extra in ARMS:
+    for item, task, label, extra in catalogue.ARMS:
         if arms and not any(a in f"{item} {task} {label}" for a in arms):
             continue
-        cfg = _merge(_merge(BASE, TASKS[task]), extra)
+        cfg = _merge(_merge(catalogue.BASE, catalogue.TASKS[task]), extra)
+        if rewrite is not None:
+            cfg = rewrite(cfg)
         cfg["node"]["name"] = _slug(label)[:30]
         arm_dir = out / _slug(f"{item} {task} {label}")
         arm_dir.mkdir(parents=True, exist_ok=True)
@@ -280,10 +301,70 @@ def literature_table(rows: list[dict[str, Any]], last: int) -> str:
     return "\n".join(lines)
 
 
+def inputs_runs(
+    out: Path,
+    rounds: int,
+    last: int,
+    threads: int,
+    timeout: float,
+    seeds: list[int],
+    jobs: int,
+    arms: list[str],
+) -> list[dict[str, Any]]:
+    """The arms of ``_inputs_arms.py``, after training the reward model they use (kept in ``out/_rm``)."""
+    import _inputs_arms
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    print("training the reward model of the inputs suite ...", file=sys.stderr, flush=True)
+    rm = _inputs_arms.fit_rm(out / "_rm")
+    return literature_runs(
+        out,
+        rounds,
+        last,
+        threads,
+        timeout,
+        seeds,
+        jobs,
+        arms,
+        _inputs_arms,
+        lambda c: _inputs_arms.resolve(c, rm),
+    )
+
+
+def inputs_table(rows: list[dict[str, Any]], last: int) -> str:
+    """One line per arm (means ± sd over seeds): reward, accuracy and each module, first -> last rounds."""
+    arms: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        arms.setdefault((r["item"], r["task"], r["label"]), []).append(r)
+    head = (
+        f"| item | task | pipeline | seeds | rc | mean reward first {last} -> last {last} "
+        f"| accuracy first {last} -> last {last} | module means first {last} -> last {last} (sd over rounds) "
+        f"| final greedy eval |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for (item, task, label), rs in arms.items():
+        s = [r.get("summary", {}) for r in rs]
+        names = list(s[0].get("modules", {})) if s else []
+        mods = "; ".join(
+            f"{n} {_ms([x.get('modules_first', {}).get(n) for x in s])} -> "
+            f"{_ms([x.get('modules', {}).get(n) for x in s])} "
+            f"({statistics.fmean(float(x.get('modules_sd', {}).get(n) or 0.0) for x in s):.3f})"
+            for n in names
+        )
+        lines.append(
+            f"| {item} | {task} | {label} | {len(rs)} | {max(r['rc'] or 0 for r in rs)} "
+            f"| {_ms([x.get('reward_first') for x in s])} -> {_ms([x.get('reward_mean') for x in s])} "
+            f"| {_ms([x.get('first_accuracy') for x in s])} -> {_ms([x.get('accuracy') for x in s])} "
+            f"| {mods} | {_ms([x.get('eval_accuracy') for x in s])} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("configs", nargs="*", type=Path, help="configs (default: deploy/configs/rewards/*.yaml)")
-    ap.add_argument("--suite", choices=("all", "configs", "literature"), default="all")
+    ap.add_argument("--suite", choices=("all", "configs", "literature", "inputs"), default="all")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the literature suite (comma-separated)")
     ap.add_argument("--jobs", type=int, default=1, help="literature-suite node processes at a time")
     ap.add_argument(
@@ -331,9 +412,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         print()
         print(literature_table(lit, args.last))
+    inp: list[dict[str, Any]] = []
+    if args.suite == "inputs":
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        inp = inputs_runs(
+            out / "inputs",
+            args.rounds,
+            args.last,
+            args.threads,
+            args.timeout,
+            seeds,
+            args.jobs,
+            [a.strip() for a in args.arms.split(",") if a.strip()],
+        )
+        print()
+        print(inputs_table(inp, args.last))
     if args.json:
-        args.json.write_text(json.dumps({"configs": rows, "literature": lit}, indent=2))
-    return 0 if all(r["rc"] == 0 for r in rows + lit) else 1
+        args.json.write_text(json.dumps({"configs": rows, "literature": lit, "inputs": inp}, indent=2))
+    return 0 if all(r["rc"] == 0 for r in rows + lit + inp) else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ class RewardModelSpec(Section):
     label: int = Field(0, ge=0, le=1024, description="Index of the output logit used as the score.")
     activation: Literal["none", "sigmoid"] = Field("none", description="Applied to that logit.")
     template: str = Field("{prompt}{completion}", description="Text scored: {prompt} and {completion}.")
-    ref_key: str = Field("", max_length=64, description="Extras key of reference-completion scores ('' = none).")
+    ref_key: str = Field(
+        "", max_length=64, description="Extras key of reference-completion scores ('' = none)."
+    )
     references: str = Field(
         "answer", min_length=1, description="Reference completions: 'answer' (gold) or a task column name."
     )

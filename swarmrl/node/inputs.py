@@ -73,7 +73,8 @@ def check_inputs(config: NodeConfig, sources: Sequence[TaskSource] | None = None
         if local.exists():
             if not (local / "config.json").is_file():
                 raise ConfigError(
-                    f"{field}.path", f"'{spec.path}' has no config.json; fix: a directory saved with save_pretrained"
+                    f"{field}.path",
+                    f"'{spec.path}' has no config.json; fix: a directory saved with save_pretrained",
                 )
         elif spec.path.startswith(("/", ".", "~")) or spec.path.count("/") > 1:
             raise ConfigError(f"{field}.path", f"'{spec.path}' does not exist (relative to {Path.cwd()})")

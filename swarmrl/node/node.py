@@ -342,7 +342,9 @@ class Node:
         scored = self.pipeline.score(samples)
         for g, s in zip(groups, scored, strict=True):
             g.rewards = list(s.totals)
-            if g.origin == "local":  # sent to peers as advisory: they order rescoring by it, never train on it
+            if (
+                g.origin == "local"
+            ):  # sent to peers as advisory: they order rescoring by it, never train on it
                 g.advisory_rewards = list(s.totals)
         return samples, scored
 

@@ -1,7 +1,7 @@
 """The ``code`` task source: write a small Python function; unit tests run in a sandbox decide.
 
 Rows (JSON Lines) have ``question`` (the prompt), ``prefix`` (source code the completion is appended to,
-e.g. ``def f(x):\\n    return ``), ``solution`` (a reference completion: the gold answer and the warm-start
+e.g. ``def add3(x):\\n    return ``), ``solution`` (a reference completion: the gold answer and the warm-start
 target) and ``tests`` (Python expressions that are ``True`` when the function is right). Dataset ``tiny``
 is the project's own file (``data/code_tiny.jsonl``, made by ``data/make_code_tiny.py``); any other dataset
 name needs ``config.path``.
@@ -160,5 +160,7 @@ class CodeSource(TaskSource):
         unique = list(dict.fromkeys(completions))
         workers = min(self.options.workers, len(unique)) or 1
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = dict(zip(unique, pool.map(lambda c: self.run_tests(task.ref.index, c), unique), strict=True))
+            results = dict(
+                zip(unique, pool.map(lambda c: self.run_tests(task.ref.index, c), unique), strict=True)
+            )
         return [{self.options.results_key: results[c]} for c in completions]

@@ -256,12 +256,17 @@ class DatasetSource(TaskSource):
         raw_q, raw_a = raw[0], raw[1]
         self.columns = frozenset(opts.columns)
         self.column_values: list[dict[str, Any]] = [
-            {name: _jsonable(col[row], name, row, path) for name, col in zip(opts.columns, raw[2:], strict=True)}
+            {
+                name: _jsonable(col[row], name, row, path)
+                for name, col in zip(opts.columns, raw[2:], strict=True)
+            }
             for row in range(len(raw_q))
         ]
         for (name, src), col in zip(opts.columns.items(), raw[2:], strict=True):
             if all(v is None for v in col):
-                raise TaskConfigError(f"config.columns.{name}", f"no row of '{path.name}' has a field '{src}'")
+                raise TaskConfigError(
+                    f"config.columns.{name}", f"no row of '{path.name}' has a field '{src}'"
+                )
         if not raw_q:
             raise TaskConfigError("config.path", f"'{path}' has no rows")
         self.questions: list[str] = []

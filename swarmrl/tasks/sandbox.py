@@ -27,6 +27,7 @@ protects the machine and the node; a test's verdict is only as strong as the tes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -231,9 +232,7 @@ class Sandbox:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, 9)
-    except (ProcessLookupError, PermissionError):
-        pass
     if proc.poll() is None:
         proc.kill()

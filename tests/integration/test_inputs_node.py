@@ -59,8 +59,20 @@ def test_reward_model_scores_feed_column_style_modules(tmp_path: Path) -> None:
                 "modules": [{**m, "weight": 0.2} for m in modules],
                 "report": [],
                 "reward_models": [
-                    {"name": "rm", "path": str(rm), "key": "score", "ref_key": "ref_rewards", "device": "cpu"},
-                    {"name": "rm2", "path": str(rm), "key": "score2", "activation": "sigmoid", "batch_size": 3},
+                    {
+                        "name": "rm",
+                        "path": str(rm),
+                        "key": "score",
+                        "ref_key": "ref_rewards",
+                        "device": "cpu",
+                    },
+                    {
+                        "name": "rm2",
+                        "path": str(rm),
+                        "key": "score2",
+                        "activation": "sigmoid",
+                        "batch_size": 3,
+                    },
                 ],
             }
         },
@@ -75,7 +87,9 @@ def test_reward_model_scores_feed_column_style_modules(tmp_path: Path) -> None:
         for g, t, smp, sc in zip(groups, tasks, samples, scored, strict=True):
             want = direct.score([g.question] * len(smp), [s.completion for s in smp])
             assert [s.extras["score"] for s in smp] == pytest.approx(want, abs=1e-5)
-            assert [s.extras["score2"] for s in smp] == pytest.approx([1 / (1 + math.exp(-v)) for v in want], abs=1e-5)
+            assert [s.extras["score2"] for s in smp] == pytest.approx(
+                [1 / (1 + math.exp(-v)) for v in want], abs=1e-5
+            )
             ref = direct.score([g.question], [t.answer])
             assert all(s.extras["ref_rewards"] == pytest.approx(ref, abs=1e-5) for s in smp)
             for m in modules:
@@ -162,7 +176,11 @@ def test_advisory_rewards_are_sent_and_never_change_local_scores(tmp_path: Path)
 
         def received(advisory: list[float]) -> RolloutGroup:
             sent = RolloutGroup(
-                task.ref, task.question, task.answer, [Completion(t) for t in texts], advisory_rewards=advisory
+                task.ref,
+                task.question,
+                task.answer,
+                [Completion(t) for t in texts],
+                advisory_rewards=advisory,
             )
             return group_from_pb(group_to_pb(sent), "peer", Limits())
 

@@ -1,9 +1,10 @@
 """Regenerate ``code_tiny.jsonl``, the project's own small code dataset (``python make_code_tiny.py``).
 
-Each row is one tiny Python function to write from two input/output examples: the prompt shows the examples
-and the function header, the completion is the expression after ``return`` (a few characters, which the
-embedded character-level model can be warm-started on), and ``tests`` are hidden checks on other inputs
-(zero, negatives, larger values) so that near-miss solutions pass some tests and not others.
+Each row is one tiny Python function whose name says what it computes (``add3`` adds 3, ``mul2add5`` doubles
+and adds 5, ``max4`` is ``max(x, 4)``): the prompt is the function header, the completion is the expression
+after ``return`` (a few characters, which the embedded character-level model can be warm-started on), and
+``tests`` check it on inputs that include zero, negatives and larger values, so near misses (``x*2`` for
+``x+2``, ``x`` for ``abs(x)``) pass some tests and not others.
 """
 
 from __future__ import annotations
@@ -12,43 +13,41 @@ import json
 import random
 from pathlib import Path
 
-HIDDEN = (0, -3, 7, 12)
+INPUTS = (0, 1, 2, -3, 7, 12)
 
 
-def _families() -> list[tuple[str, str]]:
+def families() -> list[tuple[str, str]]:
     """(name, expression in x) for every function of the dataset."""
     out: list[tuple[str, str]] = []
     out += [(f"add{k}", f"x+{k}") for k in range(1, 10)]
     out += [(f"sub{k}", f"x-{k}") for k in range(1, 10)]
     out += [(f"mul{k}", f"x*{k}") for k in range(2, 10)]
-    out += [(f"rsub{k}", f"{k}-x") for k in range(1, 10)]
-    out += [(f"mod{k}", f"x%{k}") for k in range(2, 8)]
-    out += [(f"div{k}", f"x//{k}") for k in range(2, 6)]
-    out += [(f"max{k}", f"max(x,{k})") for k in range(0, 6)]
-    out += [(f"min{k}", f"min(x,{k})") for k in range(0, 6)]
-    out += [(f"sqadd{k}", f"x*x+{k}") for k in range(1, 6)]
-    out += [("square", "x*x"), ("neg", "-x"), ("abs", "abs(x)"), ("double1", "x*2+1"), ("ident", "x")]
+    out += [(f"from{k}", f"{k}-x") for k in range(1, 10)]
+    out += [(f"mod{k}", f"x%{k}") for k in range(2, 10)]
+    out += [(f"div{k}", f"x//{k}") for k in range(2, 10)]
+    out += [(f"max{k}", f"max(x,{k})") for k in range(0, 10)]
+    out += [(f"min{k}", f"min(x,{k})") for k in range(0, 10)]
+    out += [(f"sq{k}", f"x*x+{k}") for k in range(1, 10)]
+    out += [(f"mul{a}add{b}", f"x*{a}+{b}") for a in range(2, 6) for b in range(1, 10)]
+    out += [("square", "x*x"), ("neg", "-x"), ("abs", "abs(x)"), ("same", "x")]
     return out
 
 
-def rows(per_function: int = 3, seed: int = 7) -> list[dict[str, object]]:
-    rng = random.Random(seed)
+def rows(seed: int = 7) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    for name, expr in _families():
-        fn = eval(f"lambda x: {expr}")  # noqa: S307 - our own constant expressions
-        for _ in range(per_function):
-            a, b = rng.sample(range(1, 10), 2)
-            prompt = f"f({a})={fn(a)} f({b})={fn(b)}\nreturn "
-            out.append(
-                {
-                    "name": name,
-                    "question": prompt,
-                    "prefix": "def f(x):\n    return ",
-                    "solution": expr,
-                    "tests": [f"f({x}) == {fn(x)}" for x in dict.fromkeys((a, b, *HIDDEN))],
-                }
-            )
-    rng.shuffle(out)
+    for name, expr in families():
+        fn = eval(f"lambda x: {expr}")  # our own constant expressions
+        header = f"def {name}(x):\n    return "
+        out.append(
+            {
+                "name": name,
+                "question": header,
+                "prefix": header,
+                "solution": expr,
+                "tests": [f"{name}({x}) == {fn(x)}" for x in INPUTS],
+            }
+        )
+    random.Random(seed).shuffle(out)
     return out
 
 

@@ -24,13 +24,22 @@ def test_the_default_config_provides_only_token_offsets() -> None:
 
 def test_task_columns_completion_columns_and_reward_models_are_provided(tmp_path: Path) -> None:
     rows = tmp_path / "rows.jsonl"
-    rows.write_text(json.dumps({"question": "q", "answer": "a", "r": [1.0]}) + "\n" + json.dumps({"question": "p", "answer": "b", "r": [0.0]}) + "\n")
+    rows.write_text(
+        json.dumps({"question": "q", "answer": "a", "r": [1.0]})
+        + "\n"
+        + json.dumps({"question": "p", "answer": "b", "r": [0.0]})
+        + "\n"
+    )
     cfg = _cfg(
         tasks={
             "eval_questions": 0,
             "sources": [
                 {"source": "code", "dataset": "tiny"},
-                {"source": "dataset", "dataset": "rows", "config": {"path": str(rows), "columns": {"refs": "r"}}},
+                {
+                    "source": "dataset",
+                    "dataset": "rows",
+                    "config": {"path": str(rows), "columns": {"refs": "r"}},
+                },
             ],
         },
         rewards={
@@ -67,13 +76,15 @@ def test_check_inputs_names_the_field(tmp_path: Path) -> None:
         check_semantics(missing)
     assert err.value.field == "rewards.reward_models[0].path"
     empty = _cfg(rewards={"reward_models": [{"name": "rm", "path": str(tmp_path)}]})
-    with pytest.raises(ConfigError, match="config.json") as err:
+    with pytest.raises(ConfigError, match=r"config\.json") as err:
         check_inputs(empty)
     assert err.value.field == "rewards.reward_models[0].path"
     (tmp_path / "config.json").write_text("{}")
     check_inputs(empty)
     bad_ref = _cfg(
-        rewards={"reward_models": [{"name": "rm", "path": str(tmp_path), "ref_key": "refs", "references": "gold"}]}
+        rewards={
+            "reward_models": [{"name": "rm", "path": str(tmp_path), "ref_key": "refs", "references": "gold"}]
+        }
     )
     with pytest.raises(ConfigError, match="column 'gold'") as err:
         check_inputs(bad_ref)

@@ -86,7 +86,7 @@ def test_code_source_carries_tests_and_fills_the_pass_matrix() -> None:
     assert src.size > 100 and src.columns == {"tests", "code_prefix"}
     assert src.completion_columns == {"test_results"}
     task = src.get(3)
-    assert task.columns["tests"] and task.columns["code_prefix"].startswith("def f(x)")
+    assert task.columns["tests"] and task.columns["code_prefix"].startswith("def ")
     with pytest.raises(TypeError):
         task.columns["tests"] = []  # type: ignore[index]
     extras = src.completion_extras(task, [task.answer, "", task.answer])

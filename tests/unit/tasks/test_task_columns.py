@@ -49,7 +49,9 @@ def test_a_column_no_row_has_is_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_to_samples_copies_columns_for_own_and_external_groups(tmp_path: Path) -> None:
-    src = build_source("dataset", "rows", {"path": str(_file(tmp_path)), "columns": {"ref_rewards": "refs"}}, 0, 1)
+    src = build_source(
+        "dataset", "rows", {"path": str(_file(tmp_path)), "columns": {"ref_rewards": "refs"}}, 0, 1
+    )
     task = src.get(0)
     for origin in ("local", "external"):
         group = RolloutGroup(
