@@ -18,11 +18,11 @@ BASE: dict[str, Any] = {
 
 TASKS: dict[str, dict[str, Any]] = {
     "add": {"tasks": {"sources": [{"source": "arithmetic", "dataset": "add"}]}},
-    # the shipped code dataset: `def add3(x):\n    return ` -> `x+3`, six unit tests per function
+    # the shipped code dataset: `add3(x)=` -> `x+3`, six unit tests per function
     "code": {
         "tasks": {"sources": [{"source": "code", "dataset": "tiny"}], "eval_questions": 16},
         "generation": {"max_new_tokens": 10},
-        "model": {"tiny": {"warmstart_steps": 60}},
+        "model": {"tiny": {"warmstart_steps": 30}},  # greedy accuracy ~0.17 after it
     },
 }
 
@@ -76,7 +76,7 @@ def fit_rm(out: Path, seed: int = 0) -> Path:
 
     rng = random.Random(seed)
     texts, labels = [], []
-    for _ in range(4000):
+    for _ in range(6000):
         a, b = rng.randint(0, 9), rng.randint(0, 9)
         right = str(a + b)
         kind = rng.random()
@@ -92,8 +92,23 @@ def fit_rm(out: Path, seed: int = 0) -> Path:
             label = 1.0
         texts.append(f"{a}+{b}={answer}")
         labels.append(label)
-    fit_reward_model(out, texts, labels, steps=400, batch=64, hidden_size=64, layers=2, seed=seed)
+    fit_reward_model(out, texts, labels, steps=4000, batch=64, lr=2e-3, hidden_size=64, layers=2, seed=seed)
     return out
+
+
+def rm_rank_accuracy(rm: Path, n: int = 200, seed: int = 1) -> float:
+    """Share of held-out questions where the RM scores the right sum above two near misses."""
+    from swarmrl.config.scorers import RewardModelSpec
+    from swarmrl.trainer.reward_model import RewardModel
+
+    model = RewardModel(RewardModelSpec(name="rm", path=str(rm), device="cpu"))
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(n):
+        a, b = rng.randint(0, 9), rng.randint(0, 9)
+        s = model.score([f"{a}+{b}="] * 3, [str(a + b), str(a + b + 1), str(a + b - 2)])
+        hits += s[0] > max(s[1:])
+    return hits / n
 
 
 def resolve(value: Any, rm: Path) -> Any:

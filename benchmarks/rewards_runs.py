@@ -318,6 +318,11 @@ def inputs_runs(
     torch.set_num_threads(max(1, threads))
     print("training the reward model of the inputs suite ...", file=sys.stderr, flush=True)
     rm = _inputs_arms.fit_rm(out / "_rm")
+    print(
+        f"reward model {rm}: rank accuracy {_inputs_arms.rm_rank_accuracy(rm):.3f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return literature_runs(
         out,
         rounds,

@@ -90,14 +90,18 @@ def fit_reward_model(
     hidden_size: int = 32,
     layers: int = 1,
     seed: int = 0,
+    loss: str = "bce",
 ) -> float:
-    """Train a tiny Qwen2 sequence classifier (one output, regression on ``labels``) over the embedded
-    character tokenizer and save it with its tokenizer to ``out``; returns the last training loss."""
+    """Train a tiny Qwen2 sequence classifier (one output logit) over the embedded character tokenizer and
+    save it with its tokenizer to ``out``; returns the last training loss. ``loss``: ``bce`` (labels in
+    [0, 1], the logit is their log-odds) or ``mse`` (regression on the labels)."""
     from transformers import Qwen2ForSequenceClassification
 
     from swarmrl.trainer.policy import tiny_qwen2_config
     from swarmrl.trainer.tokenizer import build_char_tokenizer
 
+    if loss not in ("bce", "mse"):
+        raise ModelError(f"fit_reward_model: loss must be bce or mse, not {loss!r}")
     if len(texts) != len(labels) or not texts:
         raise ModelError("fit_reward_model needs as many labels as texts (and at least one)")
     torch.manual_seed(seed)
@@ -123,11 +127,14 @@ def fit_reward_model(
         enc = tokenizer([t for t, _ in chunk], return_tensors="pt", padding=True)
         target = torch.tensor([float(y) for _, y in chunk])
         pred = model(**enc).logits[:, 0]
-        loss = torch.nn.functional.mse_loss(pred, target)
+        if loss == "bce":
+            value = torch.nn.functional.binary_cross_entropy_with_logits(pred, target)
+        else:
+            value = torch.nn.functional.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
-        loss_value = float(loss.detach())
+        loss_value = float(value.detach())
     model.eval()
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -208,3 +208,21 @@ def test_swarm_node_run_trains_on_the_code_task(tmp_path: Path) -> None:
     records = [r for r in read_journal(tmp_path / "data" / "journal.log") if r.get("kind") == "round"]
     assert [r["round"] for r in records] == [1, 2]
     assert all(math.isfinite(r["modules"]["verpo"]) and "dataset_score" in r["modules"] for r in records)
+
+
+def test_config_check_refuses_a_missing_reward_model_by_field(tmp_path: Path) -> None:
+    cfg = write_config(
+        tmp_path / "rm.yaml",
+        tmp_path / "data",
+        {"rewards": {"reward_models": [{"name": "rm", "path": str(tmp_path / "absent")}]}},
+    )
+    proc = run_cli("config", "check", str(cfg))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "rewards.reward_models[0].path" in proc.stdout + proc.stderr
+    bad = write_config(
+        tmp_path / "code.yaml",
+        tmp_path / "data",
+        {"tasks": {"sources": [{"source": "code", "dataset": "tiny", "config": {"memory_mb": 1}}]}},
+    )
+    proc = run_cli("config", "check", str(bad))
+    assert proc.returncode == 2 and "tasks.sources[0].config.memory_mb" in proc.stdout + proc.stderr

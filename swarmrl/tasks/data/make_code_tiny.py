@@ -1,8 +1,9 @@
 """Regenerate ``code_tiny.jsonl``, the project's own small code dataset (``python make_code_tiny.py``).
 
 Each row is one tiny Python function whose name says what it computes (``add3`` adds 3, ``mul2add5`` doubles
-and adds 5, ``max4`` is ``max(x, 4)``): the prompt is the function header, the completion is the expression
-after ``return`` (a few characters, which the embedded character-level model can be warm-started on), and
+and adds 5, ``max4`` is ``max(x, 4)``): the prompt is its name and argument (``add3(x)=``; short and without blanks, which
+the embedded character-level tokenizer drops), the completion is the expression after ``return`` in
+``prefix`` (``def add3(x):\n    return ``; a few characters the embedded model can be warm-started on), and
 ``tests`` check it on inputs that include zero, negatives and larger values, so near misses (``x*2`` for
 ``x+2``, ``x`` for ``abs(x)``) pass some tests and not others.
 """
@@ -41,7 +42,7 @@ def rows(seed: int = 7) -> list[dict[str, object]]:
         out.append(
             {
                 "name": name,
-                "question": header,
+                "question": f"{name}(x)=",
                 "prefix": header,
                 "solution": expr,
                 "tests": [f"{name}({x}) == {fn(x)}" for x in INPUTS],
