@@ -1,6 +1,6 @@
 """One hivemind DHT node for ``benchmarks/gossip.py``: the baseline side of the gossip benchmark.
 
-It speaks the same JSON-line control protocol as ``python -m swarmrl.swarm.gossip_node --control stdio``
+It speaks the same JSON-line control protocol as ``python -m swarmrl.apps.gossip_node --control stdio``
 (``info``, ``wait_peers``, ``publish``, ``stats``, ``quit``), so the coordinator drives both sides the same
 way. A round follows the reference SAPO swarm's pattern: ``store(key=round, subkey=peer id, value,
 expiration)``, then ``get(key, latest=True)`` until all N subkeys are visible.

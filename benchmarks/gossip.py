@@ -10,7 +10,7 @@ the same pattern on loopback, one OS process per node:
   others' batches (open loop; losses are reported as the delivered fraction);
 * per node: CPU seconds over the phase (psutil, the node's whole process tree) and peak memory.
 
-Ours: ``python -m swarmrl.swarm.gossip_node --control stdio`` per node (torch-free: the worker refuses to run
+Ours: ``python -m swarmrl.apps.gossip_node --control stdio`` per node (torch-free: the worker refuses to run
 with torch imported and reports it), real ed25519-signed envelopes carrying one RolloutGroup each, full
 receive path (signature, replay, rate, task regeneration), star bootstrap (all dial node 0; gossipsub meshes
 over those links). Publish pacing and per-peer rate limits are raised for the benchmark (see ``OUR_SETTINGS``).
@@ -285,7 +285,7 @@ class Cluster:
 
     def _argv(self, index: int, bootstrap: list[str]) -> list[str]:
         if self.system in OUR_SYSTEMS:
-            argv = [sys.executable, "-m", "swarmrl.swarm.gossip_node", "--control", "stdio"]
+            argv = [sys.executable, "-m", "swarmrl.apps.gossip_node", "--control", "stdio"]
             argv += ["--data-dir", str(self.work / f"node{index}"), "--set", f"node.seed={index}"]
             for key, value in OUR_SETTINGS.items():
                 argv += ["--set", f"{key}={json.dumps(value)}"]

@@ -2,7 +2,7 @@
 
 Runs N real nodes (in-memory transport, or ``--transport libp2p`` on loopback) through every split of the
 per-round budget (8/0, 8/0 filtered, 6/2, 4/4, 2/6, 4/4 with the uniform and top_reward samplers, adaptive)
-in a sparse and a dense signal regime over paired seeds; see ``swarmrl/node/experiment.py`` for the design
+in a sparse and a dense signal regime over paired seeds; see ``swarmrl/apps/experiment.py`` for the design
 and ``docs/sapo.md`` for the results.
 
 Usage: ``python benchmarks/sapo.py [--out DIR] [--minutes M | --rounds R] [--seeds N] [--smoke] ...``

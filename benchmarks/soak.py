@@ -1,6 +1,6 @@
 """Soak: a local swarm for many rounds; resident memory of every process and data-directory size over time.
 
-Starts ``swarm-node local-swarm``'s own launcher (``swarmrl.node.localswarm.LocalSwarm``: N real node processes
+Starts ``swarm-node local-swarm``'s own launcher (``swarmrl.apps.localswarm.LocalSwarm``: N real node processes
 on loopback libp2p, each with its generation child) for ``--rounds`` rounds per node, with small disk caps
 (``node.disk.*``) so that rotation happens many times during the run. Every ``--every`` seconds it scrapes each
 node's ``/metrics`` for ``swarmrl_round`` and ``swarmrl_process_resident_memory_bytes{process=node|generation}``
@@ -33,7 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from swarmrl.node.localswarm import LocalSwarm, LocalSwarmSpec
+from swarmrl.apps.localswarm import LocalSwarm, LocalSwarmSpec
 
 MIB = 1024 * 1024
 #: Small caps (MiB, rotated files kept) so that a soak rotates every file many times.

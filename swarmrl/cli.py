@@ -132,7 +132,7 @@ def report(
     ] = None,
 ) -> None:
     """Plot reward, accuracy, local vs external groups and per-module rewards from the journal."""
-    from swarmrl.node.report import write_report
+    from swarmrl.apps.report import write_report
 
     typer.echo(write_report(data_dir, out, window).line())
 
@@ -303,7 +303,7 @@ def local_swarm(
     sets: SetOpt = None,
 ) -> None:
     """Start N nodes on loopback (node 0 bootstraps the rest); print each node's metrics URL; Ctrl-C stops all."""
-    from swarmrl.node.localswarm import LocalSwarmSpec, run_local_swarm
+    from swarmrl.apps.localswarm import LocalSwarmSpec, run_local_swarm
 
     build_config(config, sets)  # fail fast (exit 2) on a bad file or override, before any process starts
     if transport not in ("libp2p", "grpc"):
@@ -369,7 +369,7 @@ def experiment_sapo(
     ] = None,
 ) -> None:
     """SAPO: splits of the per-round budget and ways of using external groups, paired over seeds."""
-    from swarmrl.node.experiment import settings_from_flags
+    from swarmrl.apps.experiment import settings_from_flags
 
     settings = settings_from_flags(
         out,
@@ -388,7 +388,7 @@ def experiment_sapo(
         layers,
         warmstart_steps,
     )
-    from swarmrl.node.experiment import run_experiment
+    from swarmrl.apps.experiment import run_experiment
 
     run_experiment(settings)
     typer.echo(f"wrote {out / 'sapo-results.json'}, {out / 'sapo-table.md'}, {out / 'sapo-reward.png'}")
@@ -408,7 +408,7 @@ def rewards_compare(
     """Score the same recorded groups with two reward pipelines and print their agreement."""
     import json
 
-    from swarmrl.rewards.journal_compare import compare_journal, format_table
+    from swarmrl.apps.rewards_compare import compare_journal, format_table
 
     result = compare_journal(a, b, journal, last)
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result, str(a), str(b)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,13 +20,13 @@ import grpc
 import grpc.aio
 
 from swarmrl.errors import ConfigError, NodeError
+from swarmrl.node.records import RoundRecord
 from swarmrl.node.runinfo import RunInfo, pid_alive, read_run_info, remove_run_info, write_run_info
 from swarmrl.protocol import swarm_pb2, swarm_pb2_grpc
+from swarmrl.swarm.service import Swarm
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from swarmrl.node.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,27 @@ DEFAULT_REWARD_ROUNDS = 20
 MAX_ITEMS = 10_000
 
 
+@dataclass(frozen=True)
+class ControlView:
+    """What the control plane reads from a node: fixed facts, the live swarm, and getters for the rest."""
+
+    name: str
+    model: str
+    transport: str
+    swarm_id: str
+    data_dir: Path
+    control_port: int
+    swarm: Swarm
+    round: Callable[[], int]
+    policy_version: Callable[[], int]
+    recent_rounds: Callable[[], list[RoundRecord]]
+    metrics_url: Callable[[], str]
+
+
 class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
     """Answers from the live node: its round, policy version, swarm, pool and journal."""
 
-    def __init__(self, node: Node, started: float) -> None:
+    def __init__(self, node: ControlView, started: float) -> None:
         self._node = node
         self._started = started
 
@@ -47,27 +65,24 @@ class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
         self, request: swarm_pb2.StatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> swarm_pb2.StatusReply:
         node, swarm = self._node, self._node.swarm
-        cfg = node.cfg
         return swarm_pb2.StatusReply(
-            node=cfg.node.name,
-            peer_id=swarm.peer_id if swarm is not None else "",
-            swarm_id=cfg.swarm.swarm_id,
-            transport=cfg.swarm.transport,
-            round=node.round,
-            policy_version=node.learner.version,
-            peers_connected=len(swarm.peers()) if swarm is not None else 0,
-            pool_groups=swarm.pool_size() if swarm is not None else 0,
+            node=node.name,
+            peer_id=swarm.peer_id,
+            swarm_id=node.swarm_id,
+            transport=node.transport,
+            round=node.round(),
+            policy_version=node.policy_version(),
+            peers_connected=len(swarm.peers()),
+            pool_groups=swarm.pool_size(),
             uptime_seconds=time.time() - self._started,
-            listen_addrs=swarm.listen_addrs() if swarm is not None else [],
-            model=node.policy.name,
+            listen_addrs=swarm.listen_addrs(),
+            model=node.model,
         )
 
     async def Peers(  # type: ignore[override]
         self, request: swarm_pb2.PeersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> swarm_pb2.PeersReply:
         swarm = self._node.swarm
-        if swarm is None:
-            return swarm_pb2.PeersReply()
         connected = {p.peer_id: p.address for p in swarm.peers()}
         records = swarm.peer_records()
         accepted = swarm.accepted_by_peer()
@@ -90,8 +105,6 @@ class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
         self, request: swarm_pb2.PoolRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> swarm_pb2.PoolReply:
         swarm = self._node.swarm
-        if swarm is None:
-            return swarm_pb2.PoolReply()
         entries = swarm.pool_entries()
         limit = min(request.limit or DEFAULT_POOL_LIMIT, MAX_ITEMS)
         out = []
@@ -117,17 +130,15 @@ class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
         self, request: swarm_pb2.RecentRewardsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> swarm_pb2.RecentRewardsReply:
         n = min(request.rounds or DEFAULT_REWARD_ROUNDS, MAX_ITEMS)
-        journal = getattr(self._node, "journal", None)
-        records = [r for r in (journal.recent if journal is not None else []) if r.get("kind") == "round"]
         out = [
             swarm_pb2.RoundRewards(
-                round=int(r["round"]),
-                mean=float(r.get("reward_mean", 0.0)),
-                modules={str(k): float(v) for k, v in (r.get("modules") or {}).items()},
-                local_groups=int(r.get("local_groups", 0)),
-                external_groups=int(r.get("external_groups", 0)),
+                round=r.round,
+                mean=float(r.reward_mean),
+                modules={str(k): float(v) for k, v in r.modules.items()},
+                local_groups=r.local_groups,
+                external_groups=r.external_groups,
             )
-            for r in records[-n:]
+            for r in self._node.recent_rounds()[-n:]
         ]
         return swarm_pb2.RecentRewardsReply(rounds=out)
 
@@ -135,14 +146,14 @@ class ControlServicer(swarm_pb2_grpc.NodeControlServicer):
 class ControlPlane:
     """The control server (unless ``node.control_port`` is -1) plus ``DATA/node.json``."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ControlView) -> None:
         self._node = node
         self._server: grpc.aio.Server | None = None
         self.address = ""
         self.started = time.time()
 
     async def start(self) -> None:
-        port = self._node.cfg.node.control_port
+        port = self._node.control_port
         if port >= 0:
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             swarm_pb2_grpc.add_NodeControlServicer_to_server(
@@ -170,13 +181,13 @@ class ControlPlane:
         node, swarm = self._node, self._node.swarm
         return RunInfo(
             pid=os.getpid(),
-            name=node.cfg.node.name,
-            metrics_url=node.server.url if node.server is not None else "",
+            name=node.name,
+            metrics_url=node.metrics_url(),
             control=self.address,
-            peer_id=swarm.peer_id if swarm is not None else "",
-            listen_addrs=swarm.listen_addrs() if swarm is not None else [],
-            transport=node.cfg.swarm.transport,
-            swarm_id=node.cfg.swarm.swarm_id,
+            peer_id=swarm.peer_id,
+            listen_addrs=swarm.listen_addrs(),
+            transport=node.transport,
+            swarm_id=node.swarm_id,
             started_unix=self.started,
         )
 
@@ -198,7 +209,7 @@ class ControlPlane:
         remove_run_info(self._node.data_dir, os.getpid())
 
 
-async def start_control(node: Node) -> ControlPlane:
+async def start_control(node: ControlView) -> ControlPlane:
     """Start the control plane of a started node (call after the metrics server and the swarm)."""
     plane = ControlPlane(node)
     await plane.start()

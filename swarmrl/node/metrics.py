@@ -1,4 +1,4 @@
-"""Per-node Prometheus metrics (names are a contract: see DESIGN.md section 7) and the HTTP endpoint."""
+"""Per-node Prometheus metrics (names are a contract: see docs/design.md section 7) and the HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from swarmrl.node.records import RoundRecord
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -123,6 +125,31 @@ class NodeMetrics:
         self.resident_memory.labels(process=name).set_function(rss)
 
     # -- SwarmEvents -------------------------------------------------------------------------------
+    def observe_round(self, rec: RoundRecord) -> None:
+        """A finished round's figures onto the gauges, counters and histograms."""
+        self.round.set(rec.round)
+        self.policy_version.set(rec.policy_version)
+        self.reward_mean.labels(module="total").set(rec.reward_mean)
+        for name, value in rec.modules.items():
+            self.reward_mean.labels(module=name).set(value)
+        self.accuracy.set(rec.accuracy)
+        self.zero_adv_fraction.set(rec.zero_variance_fraction)
+        if rec.eval_accuracy is not None:
+            self.eval_accuracy.set(rec.eval_accuracy)
+        self.train_groups.labels(origin="local").inc(rec.local_groups)
+        self.train_groups.labels(origin="external").inc(rec.external_groups)
+        self.generation_tokens.inc(rec.generation_tokens)
+        self.generation_seconds.observe(rec.generation_seconds)
+        if rec.optimizer_steps:
+            self.train_step.observe(rec.train_seconds / rec.optimizer_steps)
+            self.learning_rate.set(rec.lr)
+        self.train_loss.set(rec.loss)
+        self.truncated_fraction.set(rec.truncated_fraction)
+        self.train_kl.set(rec.kl)
+        for origin, frac in rec.clip_fraction_by_origin.items():
+            self.train_clip_fraction.labels(origin=origin).set(frac)
+        self.train_clip_fraction.labels(origin="all").set(rec.clip_fraction)
+
     def published(self, groups: int) -> None:
         self.rollouts_published.inc(groups)
 

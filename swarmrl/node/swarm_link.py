@@ -1,29 +1,37 @@
-"""Wires the swarm into a node: identity, transport, the Swarm facade and the task regeneration hook."""
+"""Wires the swarm into a node: identity, transport, the Swarm facade and the task regeneration hook.
+
+A node always holds a ``Swarm``; training alone (``swarm.transport: none``) is the null transport, with a
+throw-away identity and no files in the data directory.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from swarmrl.config import NodeConfig
+from swarmrl.swarm.events import SwarmEvents
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.service import Swarm, build_transport
-
-if TYPE_CHECKING:
-    from swarmrl.node.node import Node
-
-
-def load_identity(node: Node) -> Identity:
-    path = Path(node.cfg.swarm.identity_file).expanduser()
-    if not path.is_absolute():
-        path = node.data_dir / path
-    return Identity.load_or_create(path)
+from swarmrl.swarm.receive import Regenerate
+from swarmrl.swarm.service import Swarm
+from swarmrl.swarm.transports.factory import build_transport
 
 
-async def start_swarm(node: Node) -> Swarm:
-    """Build and start the swarm the config names; the receive path checks tasks with our own sources."""
-    cfg = node.cfg
-    identity = load_identity(node)
-    transport = build_transport(cfg, identity, node.data_dir, events=node.metrics, hub=node.hub)
-    swarm = Swarm(cfg, identity, transport, node.tasks.regenerate, node.metrics, data_dir=node.data_dir)
-    await swarm.start()
-    return swarm
+def identity_path(cfg: NodeConfig, data_dir: Path) -> Path:
+    path = Path(cfg.swarm.identity_file).expanduser()
+    return path if path.is_absolute() else data_dir / path
+
+
+def load_identity(cfg: NodeConfig, data_dir: Path) -> Identity:
+    return Identity.load_or_create(identity_path(cfg, data_dir))
+
+
+def build_swarm(
+    cfg: NodeConfig, data_dir: Path, regenerate: Regenerate, events: SwarmEvents, hub: Any = None
+) -> Swarm:
+    """The swarm the config names; the receive path checks peers' tasks with ``regenerate`` (our sources)."""
+    alone = cfg.swarm.transport == "none"
+    identity = Identity.generate() if alone else load_identity(cfg, data_dir)
+    where = None if alone else data_dir
+    transport = build_transport(cfg, identity, where, events=events, hub=hub)
+    return Swarm(cfg, identity, transport, regenerate, events, data_dir=where)

@@ -40,8 +40,9 @@ import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from swarmrl.errors import DatasetUnavailableError, ProtocolError, TaskError
+from swarmrl.errors import DatasetUnavailableError, ProtocolError, SwarmRLError, TaskError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol import peerid
 from swarmrl.protocol.types import RolloutGroup, TaskRef
@@ -54,8 +55,23 @@ from swarmrl.swarm.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 
+
 #: Regenerates (question, answer) from a TaskRef; raises swarmrl.errors.TaskError when it cannot.
-Regenerate = Callable[[TaskRef], tuple[str, str]]
+class RegeneratedTask(Protocol):
+    """What a task source gives back for a TaskRef (``swarmrl.tasks.Task`` is one)."""
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def answer(self) -> str: ...
+
+
+#: Our own task source for a peer's TaskRef: the task (or its question and answer); raises TaskError.
+Regenerate = Callable[[TaskRef], "RegeneratedTask | tuple[str, str]"]
+#: ``RolloutGroup.extras`` key of an accepted group's task as our own source regenerated it (so the node
+#: scores the group against that task without looking it up again).
+REGENERATED_TASK = "regenerated_task"
 #: Receives the accepted groups of one envelope (already marked external, attributed to the sender).
 GroupSink = Callable[[list[RolloutGroup]], None]
 
@@ -100,7 +116,7 @@ class _Refusal:
     message: str
 
 
-class _Rejected(Exception):
+class _Rejected(SwarmRLError):
     """Internal: an envelope-level rejection, charged to ``culprit``."""
 
     def __init__(self, error: ProtocolError, culprit: str) -> None:
@@ -137,7 +153,7 @@ class ReceivePath:
         self._seen: LRU[bytes, str] = LRU(settings.duplicate_cache)
         #: (sender, sequence) -> extra copies received (the first extra copy is free, see ``_open``)
         self._replays: LRU[tuple[str, int], int] = LRU(settings.duplicate_cache)
-        self._tasks: LRU[str, tuple[str, str] | _Refusal] = LRU(_TASK_CACHE)
+        self._tasks: LRU[str, RegeneratedTask | tuple[str, str] | _Refusal] = LRU(_TASK_CACHE)
         self._logged: LRU[tuple[str, str], bool] = LRU(_LOGGED_CACHE)
 
     # ------------------------------------------------------------------------------------------ public
@@ -261,9 +277,11 @@ class ReceivePath:
             if self.settings.allow_unverified_tasks:
                 return
             raise ProtocolError(known.reason, known.message)
-        question, answer = known
+        question, answer = known if isinstance(known, tuple) else (known.question, known.answer)
         if group.question != question or group.answer != answer:
             raise ProtocolError("task_mismatch", f"question or answer differ from the regenerated {key}")
+        if not isinstance(known, tuple):
+            group.extras[REGENERATED_TASK] = known
 
     # ----------------------------------------------------------------------------------------- rejection
 

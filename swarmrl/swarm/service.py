@@ -1,4 +1,4 @@
-"""``Swarm``: the one object the node uses to share rollouts, and ``build_transport`` to pick a transport.
+"""``Swarm``: the one object the node uses to share rollouts (``transports.factory.build_transport`` picks its transport).
 
 The node calls, each round: ``publish(own_groups, round)``, then ``sample(J, round, rescore)`` for the
 external groups to train on, then ``observe_round(...)`` with its own reward evidence (the ``adaptive``
@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from swarmrl.config import NodeConfig
-from swarmrl.errors import ConfigError, ProtocolError, TransportError
+from swarmrl.errors import ProtocolError, TransportError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol.types import RolloutGroup
 from swarmrl.swarm.admission import Admission, AdmissionSettings, PeerRecord
@@ -21,13 +21,12 @@ from swarmrl.swarm.clock import Clock, SystemClock
 from swarmrl.swarm.events import SwarmEvents
 from swarmrl.swarm.identity import Identity
 from swarmrl.swarm.lru import LRU
-from swarmrl.swarm.memory import MemoryHub
 from swarmrl.swarm.pool import PoolEntry, RolloutPool
 from swarmrl.swarm.ratelimit import RateLimiter
 from swarmrl.swarm.receive import ReceivePath, ReceiveSettings, Regenerate
 from swarmrl.swarm.replay import ReplayGuard
 from swarmrl.swarm.sampler import AdaptiveController, AdaptiveSettings, Rescore, Sampler
-from swarmrl.swarm.transport import PeerState, Transport
+from swarmrl.swarm.transports.base import PeerState, Transport
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +177,8 @@ class Swarm:
     async def publish(self, groups: list[RolloutGroup], round: int) -> int:
         """Sign and send ``groups`` (split into envelopes within the limits); return envelopes sent."""
         self._round = max(self._round, round)
+        if not self.transport.reaches_peers:
+            return 0  # training alone: nothing to sign or encode
         sendable = [g for g in groups if self._fits(g)]
         sent = 0
         for payload in self._payloads(sendable):
@@ -305,100 +306,5 @@ class Swarm:
 
     @property
     def peer_id(self) -> str:
-        return self.identity.peer_id_text
-
-
-# ---------------------------------------------------------------------------------------------- factory
-
-
-def read_psk(path: Path) -> bytes:
-    """A 32-byte private-network key from a file: go-libp2p's ``swarm.key`` format
-    (``/key/swarm/psk/1.0.0/``, ``/base16/``, hex), bare hex, or 32 raw bytes."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError("swarm.psk_file", f"cannot read '{path}': {exc.strerror}") from None
-    text = raw.decode("ascii", errors="replace").strip().splitlines()
-    candidate = text[-1].strip() if text else ""
-    if len(candidate) == 64:
-        try:
-            return bytes.fromhex(candidate)
-        except ValueError:
-            pass
-    if len(raw) == 32:
-        return raw
-    raise ConfigError(
-        "swarm.psk_file",
-        f"'{path}' must hold a 32-byte key: 64 hex characters (swarm.key format) or raw bytes",
-    )
-
-
-def build_transport(
-    cfg: NodeConfig,
-    identity: Identity,
-    data_dir: Path,
-    *,
-    events: SwarmEvents | None = None,
-    hub: MemoryHub | None = None,
-) -> Transport:
-    """The transport ``cfg.swarm.transport`` names. libp2p is imported only when chosen (it is heavy)."""
-    sw = cfg.swarm
-    kind = sw.transport
-    if kind == "none":
-        from swarmrl.swarm.null import NullTransport
-
-        return NullTransport()
-    if kind == "memory":
-        if hub is None:
-            raise ConfigError("swarm.transport", "'memory' needs a MemoryHub (tests and simulations only)")
-        return hub.transport(identity.peer_id_text, events)
-    if kind == "grpc":
-        from swarmrl.swarm.grpc_transport import GrpcSettings, GrpcTransport, TlsFiles
-
-        g = sw.grpc
-        tls = None
-        if g.tls_ca is not None and g.tls_cert is not None and g.tls_key is not None:
-            tls = TlsFiles(g.tls_ca, g.tls_cert, g.tls_key)
-        settings = GrpcSettings(
-            swarm_id=sw.swarm_id,
-            listen_host=sw.listen_host,
-            listen_port=sw.listen_port,
-            static_peers=tuple(g.static_peers),
-            tls=tls,
-            tls_server_name=g.tls_server_name,
-            reconnect_min_s=g.reconnect_min_s,
-            reconnect_max_s=g.reconnect_max_s,
-            handshake_timeout_s=g.handshake_timeout_s,
-            send_queue=g.send_queue,
-            max_envelope_bytes=sw.limits.max_envelope_bytes,
-            max_clock_skew_s=sw.limits.max_clock_skew_s,
-            max_connections=g.max_connections,
-            max_streams_per_connection=g.max_streams_per_connection,
-            max_handshakes=g.max_handshakes,
-            max_links_per_peer=g.max_links_per_peer,
-            idle_timeout_s=g.idle_timeout_s,
-            keepalive_s=g.keepalive_s,
-        )
-        return GrpcTransport(settings, identity, identity.peer_id_text, events)
-    from swarmrl.swarm import libp2p_transport
-
-    return libp2p_transport.Libp2pTransport(
-        identity.private_key_seed(),
-        sw.swarm_id,
-        listen_host=sw.listen_host,
-        listen_port=sw.listen_port,
-        bootstrap=list(sw.bootstrap_peers),
-        psk=read_psk(sw.psk_file) if sw.psk_file is not None else None,
-        peer_cache_path=_under(data_dir, sw.peer_cache_file),
-        mdns=sw.mdns,
-        heartbeat_s=sw.heartbeat_s,
-        direct_push=sw.direct_push,
-        max_peers=sw.max_peers,
-        push_queue=sw.push_queue,
-        max_message_bytes=min(sw.limits.max_envelope_bytes, libp2p_transport.MAX_MESSAGE_BYTES),
-        max_connections=sw.max_connections,
-        max_pending_handshakes=sw.max_pending_handshakes,
-        handshake_timeout_s=sw.handshake_timeout_s,
-        push_frame_timeout_s=sw.push_frame_timeout_s,
-        events=events,
-    )
+        """This node's peer id in the swarm; empty when it trains alone (the null transport)."""
+        return self.identity.peer_id_text if self.transport.reaches_peers else ""

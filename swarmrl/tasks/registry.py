@@ -82,14 +82,19 @@ def build_source(source: str, dataset: str, config: dict[str, Any], seed: int, s
 
 
 def regenerate(sources: Sequence[TaskSource], ref: TaskRef) -> tuple[str, str]:
-    """Question and answer for ``ref`` from one of our own sources; TaskError if none owns it
-    (DatasetUnavailableError when the ref names a file-backed source: we do not hold that file)."""
+    """Question and answer for ``ref`` from one of our own sources (see ``resolve``)."""
+    task = resolve(sources, ref)
+    return task.question, task.answer
+
+
+def resolve(sources: Sequence[TaskSource], ref: TaskRef) -> Task:
+    """The task ``ref`` names, from one of our own sources; TaskError if none owns it or the index is out of
+    range (DatasetUnavailableError when the ref names a file-backed source: we do not hold that file)."""
     for src in sources:
         if src.owns(ref):
             if not 0 <= ref.index < src.size:
                 raise TaskError(f"task index {ref.index} outside [0, {src.size})")
-            task = src.get(ref.index)
-            return task.question, task.answer
+            return src.get(ref.index)
     file_backed = ref.source in FILE_BACKED or any(
         s.source == ref.source and getattr(s, "file_backed", False) for s in sources
     )
@@ -109,8 +114,8 @@ def regenerate(sources: Sequence[TaskSource], ref: TaskRef) -> tuple[str, str]:
 class TaskSampler:
     """Draws training questions from weighted sources; a held-out index range serves greedy evaluation.
 
-    Training indices are drawn from ``[eval_questions, size)``; evaluation uses ``[0, eval_questions)`` of the
-    first source, so evaluation questions are never trained on by this node.
+    Training indices are drawn from ``[eval_questions, size)``; evaluation uses ``[0, eval_questions)`` of every
+    source, so evaluation questions are never trained on by this node.
     """
 
     def __init__(
@@ -176,11 +181,6 @@ class TaskSampler:
     def eval_set(self) -> list[Task]:
         return [src.get(i) for src in self.sources for i in range(min(self.eval_questions, src.size))]
 
-    def regenerate(self, ref: TaskRef) -> tuple[str, str]:
-        return regenerate(self.sources, ref)
-
-    def find(self, ref: TaskRef) -> Task:
-        for src in self.sources:
-            if src.owns(ref):
-                return src.get(ref.index)
-        raise TaskError(f"no local task source matches {ref.key()}")
+    def resolve(self, ref: TaskRef) -> Task:
+        """The task a (peer's) TaskRef names, from our own sources, bounds-checked (see ``resolve``)."""
+        return resolve(self.sources, ref)

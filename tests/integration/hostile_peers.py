@@ -156,7 +156,8 @@ class GrpcPeer:
         from swarmrl.config import NodeConfig
         from swarmrl.swarm.events import CountingEvents
         from swarmrl.swarm.identity import Identity
-        from swarmrl.swarm.service import Swarm, build_transport
+        from swarmrl.swarm.service import Swarm
+        from swarmrl.swarm.transports.factory import build_transport
 
         cfg = NodeConfig.model_validate(
             {

@@ -228,8 +228,8 @@ class Peer:
         from swarmrl.config import NodeConfig
         from swarmrl.swarm.events import CountingEvents
         from swarmrl.swarm.identity import Identity
-        from swarmrl.swarm.libp2p_transport import Libp2pTransport
         from swarmrl.swarm.service import Swarm
+        from swarmrl.swarm.transports.libp2p.transport import Libp2pTransport
 
         self.identity = identity or Identity.generate()
         self.events = CountingEvents()

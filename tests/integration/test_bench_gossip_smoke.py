@@ -85,7 +85,7 @@ def test_gossip_node_answers_its_control_protocol_without_torch(tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "swarmrl.swarm.gossip_node",
+            "swarmrl.apps.gossip_node",
             "--control",
             "stdio",
             "--data-dir",
@@ -121,7 +121,7 @@ def test_gossip_node_refuses_a_transport_that_cannot_reach_peers(tmp_path: Path)
         [
             sys.executable,
             "-m",
-            "swarmrl.swarm.gossip_node",
+            "swarmrl.apps.gossip_node",
             "--data-dir",
             str(tmp_path),
             "--set",
@@ -139,8 +139,8 @@ def test_gossip_node_refuses_a_transport_that_cannot_reach_peers(tmp_path: Path)
 def test_swarm_and_protocol_packages_never_import_torch() -> None:
     code = (
         "import sys\n"
-        "import swarmrl.protocol.envelope, swarmrl.swarm, swarmrl.swarm.gossip_node\n"
-        "import swarmrl.swarm.libp2p_transport, swarmrl.swarm.grpc_transport\n"
+        "import swarmrl.protocol.envelope, swarmrl.swarm, swarmrl.apps.gossip_node\n"
+        "import swarmrl.swarm.transports.libp2p.transport, swarmrl.swarm.transports.grpc\n"
         "print('torch' in sys.modules)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)

@@ -19,9 +19,10 @@ from swarmrl.config import NodeConfig
 from swarmrl.errors import TaskError
 from swarmrl.protocol.types import Completion, RolloutGroup, TaskRef
 from swarmrl.swarm.events import CountingEvents
-from swarmrl.swarm.grpc_transport import GrpcSettings, GrpcTransport
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.service import Swarm, build_transport
+from swarmrl.swarm.service import Swarm
+from swarmrl.swarm.transports.factory import build_transport
+from swarmrl.swarm.transports.grpc import GrpcSettings, GrpcTransport
 
 pytestmark = pytest.mark.timeout(60)
 

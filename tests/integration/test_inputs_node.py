@@ -14,6 +14,7 @@ import pytest
 
 from swarmrl.config import NodeConfig
 from swarmrl.config.scorers import RewardModelSpec
+from swarmrl.node.external import PREPARED
 from swarmrl.node.journal import read_journal
 from swarmrl.node.node import Node
 from swarmrl.protocol.envelope import Limits, group_from_pb, group_to_pb
@@ -139,8 +140,9 @@ def test_hostile_code_fails_its_tests_and_the_node_keeps_training(tmp_path: Path
             origin="external",
             peer="peer",
         )
-        rewards = node.rescore_external([group])[0]  # a peer's code runs in our sandbox, on our tests
-        _, samples, scored = node._ext_cache[id(group)]
+        rewards = node.external.rescore([group])[0]  # a peer's code runs in our sandbox, on our tests
+        prepared = group.extras[PREPARED]
+        samples, scored = prepared.samples, prepared.scored
         n = len(task.columns["tests"])
         assert samples[0].extras["test_results"] == [1.0] * n
         assert samples[0].extras["tests"] == list(task.columns["tests"])
@@ -151,7 +153,6 @@ def test_hostile_code_fails_its_tests_and_the_node_keeps_training(tmp_path: Path
         version = node.learner.version
         node.train([group], [samples], [scored])
         assert node.learner.version > version  # it trained on that group
-        node._ext_cache.clear()
         assert await node.run() == 0
 
     asyncio.run(go())
@@ -187,11 +188,10 @@ def test_advisory_rewards_are_sent_and_never_change_local_scores(tmp_path: Path)
         honest = received([1.0, 0.0, 0.0, 1.0])
         liar = received([1.0] * len(texts))
         assert liar.advisory_rewards == [1.0] * len(texts)
-        r_honest = node.rescore_external([honest])[0]
-        r_liar = node.rescore_external([liar])[0]
+        r_honest = node.external.rescore([honest])[0]
+        r_liar = node.external.rescore([liar])[0]
         own = node.score([received([])], [task])[1][0].totals
         assert r_liar == r_honest == own == [1.0, 0.0, 0.0, 1.0]
-        node._ext_cache.clear()
         await node.close()
 
     asyncio.run(go())

@@ -34,8 +34,14 @@ from libp2p.utils import encode_varint_prefixed
 
 from swarmrl.errors import TransportError
 from swarmrl.swarm.events import CountingEvents
-from swarmrl.swarm.libp2p_push import KIND_ENVELOPE, KIND_HELLO, KIND_PEERS, PUSH_PROTOCOL, encode_frame
-from swarmrl.swarm.libp2p_transport import MAX_MESSAGE_BYTES, Libp2pTransport, topic_for
+from swarmrl.swarm.transports.libp2p.push import (
+    KIND_ENVELOPE,
+    KIND_HELLO,
+    KIND_PEERS,
+    PUSH_PROTOCOL,
+    encode_frame,
+)
+from swarmrl.swarm.transports.libp2p.transport import MAX_MESSAGE_BYTES, Libp2pTransport, topic_for
 
 SWARM = "test-swarm"
 

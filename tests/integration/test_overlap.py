@@ -46,7 +46,7 @@ def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path
         assert prev - 2 <= r["generated_version"] <= prev  # 2 = updates_per_round: one round behind
     assert any(r["generated_version"] < prev for prev, r in zip([0, *versions], records, strict=False))
     if worker == "thread":
-        assert node.gen_policy is not node.policy  # its own copy of the weights
+        assert node.engine.gen_policy is not node.policy  # its own copy of the weights
     else:
         assert isinstance(node.generator, ProcessGenerator) and node.generator.pid is None  # closed
     ck = load_latest(tmp_path / "a" / "checkpoints")
@@ -56,7 +56,7 @@ def test_overlapped_rounds_are_one_round_stale_and_use_current_logprobs(tmp_path
 def test_synchronous_loop_shares_the_policy(tmp_path: Path) -> None:
     node = _node(tmp_path / "b", 0, 2)
     assert asyncio.run(node.run()) == 0
-    assert node.gen_policy is node.policy
+    assert node.engine.gen_policy is node.policy
     assert all("stale" not in r["ratio_mean_by_origin"] for r in node.journal.read_all())
 
 
@@ -64,7 +64,7 @@ def test_overlapped_swarm_keeps_the_budget_i_plus_j(tmp_path: Path) -> None:
     """With fill_with_local, a round trains on exactly I + J groups in the overlapped pipeline too: the
     prefetch guesses the shortfall from the last round's realised J and the round corrects the guess (it
     once used the raw pool size, which counts groups the sampler then drops as flat)."""
-    from swarmrl.swarm.memory import MemoryHub
+    from swarmrl.swarm.transports.memory import MemoryHub
 
     async def run() -> list[Node]:
         hub = MemoryHub()

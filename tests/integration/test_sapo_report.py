@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from swarmrl.config import NodeConfig
-from swarmrl.errors import ConfigError, SwarmRLError
-from swarmrl.node.experiment import (
+from swarmrl.apps.experiment import (
     Arm,
     Regime,
     Settings,
@@ -20,7 +18,7 @@ from swarmrl.node.experiment import (
     settings_from_flags,
     warmstart_mix,
 )
-from swarmrl.node.experiment_report import (
+from swarmrl.apps.experiment_report import (
     _paired,
     budget_mean,
     compute_fair,
@@ -30,6 +28,8 @@ from swarmrl.node.experiment_report import (
     tokens_to_reach,
     verdict,
 )
+from swarmrl.config import NodeConfig
+from swarmrl.errors import ConfigError, SwarmRLError
 
 
 def test_moving_average_is_trailing() -> None:

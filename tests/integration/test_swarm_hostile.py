@@ -30,7 +30,7 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.utils import encode_varint_prefixed
 
 from swarmrl.protocol import swarm_pb2
-from swarmrl.swarm.libp2p_transport import topic_for
+from swarmrl.swarm.transports.libp2p.transport import topic_for
 from tests.integration.swarm_procs import Peer, Proc, cluster, libp2p_addr, valid_group
 
 SWARM = "swarmrl-public"

@@ -27,8 +27,8 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
 from swarmrl.config.swarm import SwarmSection
-from swarmrl.swarm.libp2p_push import KIND_ENVELOPE, KIND_HELLO, PUSH_PROTOCOL, encode_frame
-from swarmrl.swarm.libp2p_transport import topic_for
+from swarmrl.swarm.transports.libp2p.push import KIND_ENVELOPE, KIND_HELLO, PUSH_PROTOCOL, encode_frame
+from swarmrl.swarm.transports.libp2p.transport import topic_for
 from tests.integration.hostile_peers import (
     SWARM,
     connected,

@@ -6,22 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from swarmrl.config import NodeConfig
 from swarmrl.errors import ConfigError, NodeError
-from swarmrl.node.control import ControlClient, peers_table, resolve_address, start_control, status_table
+from swarmrl.node.control import (
+    ControlClient,
+    ControlView,
+    peers_table,
+    resolve_address,
+    start_control,
+    status_table,
+)
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import NodeMetrics
+from swarmrl.node.records import rounds_of
 from swarmrl.node.runinfo import RunInfo, pid_alive, read_run_info, remove_run_info, write_run_info
+from swarmrl.node.swarm_link import build_swarm
 from swarmrl.protocol.types import Completion, RolloutGroup
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.memory import MemoryHub
 from swarmrl.swarm.service import Swarm
+from swarmrl.swarm.transports.memory import MemoryHub
 from swarmrl.tasks import build_source
 from swarmrl.tasks.registry import regenerate
 
@@ -57,28 +64,21 @@ def test_resolve_address(tmp_path: Path) -> None:
         resolve_address(tmp_path, None)
 
 
-@dataclass
-class _Learner:
-    version: int = 3
-
-
-@dataclass
-class _Policy:
-    name: str = "tiny-default"
-
-
-@dataclass
-class FakeNode:
-    """The attributes the control plane reads from a Node (the real Swarm and Journal are used)."""
-
-    cfg: NodeConfig
-    data_dir: Path
-    swarm: Swarm | None
-    journal: Journal | None
-    round: int = 7
-    learner: _Learner = field(default_factory=_Learner)
-    policy: _Policy = field(default_factory=_Policy)
-    server: Any = None
+def view(cfg: NodeConfig, data_dir: Path, swarm: Swarm, journal: Journal | None) -> ControlView:
+    """The control plane's narrow view of a node (the real Swarm and Journal are used)."""
+    return ControlView(
+        name=cfg.node.name,
+        model="tiny-default",
+        transport=cfg.swarm.transport,
+        swarm_id=cfg.swarm.swarm_id,
+        data_dir=data_dir,
+        control_port=cfg.node.control_port,
+        swarm=swarm,
+        round=lambda: 7,
+        policy_version=lambda: 3,
+        recent_rounds=lambda: rounds_of(journal.recent) if journal is not None else [],
+        metrics_url=lambda: "",
+    )
 
 
 def _group(index: int) -> RolloutGroup:
@@ -105,7 +105,7 @@ def test_control_service_answers_from_the_live_swarm(tmp_path: Path) -> None:
         journal.append(
             {"kind": "round", "round": 2, "reward_mean": 0.75, "local_groups": 2, "external_groups": 1}
         )
-        node: Any = FakeNode(cfg, tmp_path, swarms[0], journal)
+        node = view(cfg, tmp_path, swarms[0], journal)
         plane = await start_control(node)
         try:
             assert plane.address.startswith("127.0.0.1:") and not plane.address.endswith(":0")
@@ -145,13 +145,13 @@ def test_control_service_answers_from_the_live_swarm(tmp_path: Path) -> None:
 def test_control_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
     async def main() -> None:
         cfg = NodeConfig.model_validate({"node": {"data_dir": str(tmp_path)}})
-        node: Any = FakeNode(cfg, tmp_path, None, None)
-        first = await start_control(node)
+        alone = build_swarm(cfg, tmp_path, lambda ref: regenerate([], ref), NodeMetrics())
+        first = await start_control(view(cfg, tmp_path, alone, None))
         port = int(first.address.rsplit(":", 1)[1])
-        busy: Any = FakeNode(
+        busy = view(
             cfg.model_copy(update={"node": cfg.node.model_copy(update={"control_port": port})}),
             tmp_path,
-            None,
+            alone,
             None,
         )
         try:

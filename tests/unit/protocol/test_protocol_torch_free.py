@@ -13,7 +13,7 @@ def test_swarm_and_protocol_import_without_heavy_modules() -> None:
     code = (
         "import json, sys\n"
         "import swarmrl.protocol, swarmrl.protocol.envelope, swarmrl.protocol.swarm_pb2_grpc\n"
-        "import swarmrl.swarm, swarmrl.swarm.service, swarmrl.swarm.grpc_transport, swarmrl.swarm.memory\n"
+        "import swarmrl.swarm, swarmrl.swarm.service, swarmrl.swarm.transports.grpc, swarmrl.swarm.transports.memory\n"
         "import swarmrl.swarm.identity, swarmrl.swarm.receive, swarmrl.swarm.sampler, swarmrl.swarm.pool\n"
         f"print(json.dumps([m for m in {FORBIDDEN!r} if m in sys.modules]))\n"
     )

@@ -10,7 +10,7 @@ from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
 from swarmrl.errors import ConfigError, TransportError
-from swarmrl.swarm.libp2p_transport import Libp2pTransport, topic_for
+from swarmrl.swarm.transports.libp2p.transport import Libp2pTransport, topic_for
 
 
 def test_peer_id_matches_libp2p_for_raw_key_and_keypair() -> None:

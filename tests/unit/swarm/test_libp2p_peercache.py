@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from swarmrl.swarm.libp2p_peercache import PeerCache
+from swarmrl.swarm.transports.libp2p.peercache import PeerCache
 
 ADDR = "/ip4/127.0.0.1/tcp/{port}/p2p/{pid}"
 

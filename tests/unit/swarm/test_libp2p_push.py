@@ -9,7 +9,8 @@ import pytest
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.id import ID
 
-from swarmrl.swarm.libp2p_push import (
+from swarmrl.swarm.lru import LRU
+from swarmrl.swarm.transports.libp2p.push import (
     KIND_ENVELOPE,
     MAX_ADDRS_PER_PEER,
     SEEN_GOSSIP,
@@ -23,7 +24,6 @@ from swarmrl.swarm.libp2p_push import (
     envelope_digest,
     first_on_path,
 )
-from swarmrl.swarm.lru import LRU
 
 
 def _peer() -> str:

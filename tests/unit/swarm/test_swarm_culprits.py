@@ -20,10 +20,10 @@ from swarmrl.swarm.clock import ManualClock
 from swarmrl.swarm.events import CountingEvents
 from swarmrl.swarm.fdlimit import FD_RESERVE
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.libp2p_hardened import HandshakeGate, demote_remote_errors
 from swarmrl.swarm.ratelimit import RateLimiter
 from swarmrl.swarm.receive import ReceivePath, ReceiveSettings
 from swarmrl.swarm.replay import ReplayGuard
+from swarmrl.swarm.transports.libp2p.hardened import HandshakeGate, demote_remote_errors
 
 SWARM = "test-swarm"
 

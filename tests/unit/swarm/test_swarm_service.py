@@ -15,9 +15,11 @@ from swarmrl.config import NodeConfig
 from swarmrl.errors import ConfigError
 from swarmrl.swarm.events import CountingEvents
 from swarmrl.swarm.identity import Identity
-from swarmrl.swarm.memory import MemoryHub
-from swarmrl.swarm.null import NullTransport
-from swarmrl.swarm.service import Swarm, build_transport, read_psk
+from swarmrl.swarm.service import Swarm
+from swarmrl.swarm.transports.factory import build_transport
+from swarmrl.swarm.transports.libp2p.transport import read_psk
+from swarmrl.swarm.transports.memory import MemoryHub
+from swarmrl.swarm.transports.null import NullTransport
 
 
 def config(**swarm: Any) -> NodeConfig:
@@ -168,7 +170,7 @@ def test_build_transport_variants(tmp_path: Path) -> None:
     ident = Identity.generate()
     solo = NodeConfig.model_validate({"swarm": {"transport": "none"}})
     assert isinstance(build_transport(solo, ident, tmp_path), NullTransport)
-    from swarmrl.swarm.libp2p_transport import Libp2pTransport
+    from swarmrl.swarm.transports.libp2p.transport import Libp2pTransport
 
     assert isinstance(build_transport(NodeConfig(), ident, tmp_path), Libp2pTransport)  # the default
     tuned = NodeConfig.model_validate({"swarm": {"direct_push": False, "max_peers": 5, "push_queue": 64}})
@@ -177,7 +179,7 @@ def test_build_transport_variants(tmp_path: Path) -> None:
     assert (lp._config.direct_push, lp._config.max_peers, lp._config.push_queue) == (False, 5, 64)
     with pytest.raises(ConfigError, match="MemoryHub"):
         build_transport(config(), ident, tmp_path)
-    from swarmrl.swarm.grpc_transport import GrpcTransport
+    from swarmrl.swarm.transports.grpc import GrpcTransport
 
     grpc_cfg = config(transport="grpc", grpc={"static_peers": ["127.0.0.1:1"]})
     assert isinstance(build_transport(grpc_cfg, ident, tmp_path), GrpcTransport)
@@ -196,7 +198,7 @@ def test_read_psk_formats(tmp_path: Path) -> None:
 
 def test_build_transport_libp2p_is_wired_lazily(tmp_path: Path) -> None:
     pytest.importorskip("libp2p")
-    from swarmrl.swarm.libp2p_transport import Libp2pTransport
+    from swarmrl.swarm.transports.libp2p.transport import Libp2pTransport
 
     ident = Identity.generate()
     (tmp_path / "swarm.key").write_text(bytes(range(32)).hex())

@@ -161,7 +161,7 @@ def test_mps_is_a_code_path_that_refuses_clearly_without_apple_hardware() -> Non
 
 
 def test_truncated_fraction_counts_completions_without_an_end_token() -> None:
-    from swarmrl.node.node import truncated_fraction
+    from swarmrl.node.summary import truncated_fraction
     from swarmrl.protocol.types import Completion, RolloutGroup, TaskRef
 
     ref = TaskRef("arithmetic", "add", "d", 0, 1)

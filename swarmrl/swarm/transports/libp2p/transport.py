@@ -66,9 +66,9 @@ from libp2p.peer.id import ID
 
 from swarmrl.errors import ConfigError, TransportError
 from swarmrl.swarm.events import SwarmEvents
-from swarmrl.swarm.libp2p_settings import StackCallbacks, StackConfig, finite_positive, psk_to_hex
-from swarmrl.swarm.libp2p_stack import OUTBOX_SIZE, Libp2pStack
-from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Transport
+from swarmrl.swarm.transports.base import EnvelopeHandler, PeerFilter, PeerState, Transport
+from swarmrl.swarm.transports.libp2p.settings import StackCallbacks, StackConfig, finite_positive, psk_to_hex
+from swarmrl.swarm.transports.libp2p.stack import OUTBOX_SIZE, Libp2pStack
 
 logger = logging.getLogger(__name__)
 
@@ -416,3 +416,25 @@ class Libp2pTransport(Transport):
 def _resolve(fut: asyncio.Future[BaseException | None], value: BaseException | None) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+def read_psk(path: Path) -> bytes:
+    """A 32-byte private-network key from a file: go-libp2p's ``swarm.key`` format
+    (``/key/swarm/psk/1.0.0/``, ``/base16/``, hex), bare hex, or 32 raw bytes."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("swarm.psk_file", f"cannot read '{path}': {exc.strerror}") from None
+    text = raw.decode("ascii", errors="replace").strip().splitlines()
+    candidate = text[-1].strip() if text else ""
+    if len(candidate) == 64:
+        try:
+            return bytes.fromhex(candidate)
+        except ValueError:
+            pass
+    if len(raw) == 32:
+        return raw
+    raise ConfigError(
+        "swarm.psk_file",
+        f"'{path}' must hold a 32-byte key: 64 hex characters (swarm.key format) or raw bytes",
+    )

@@ -45,7 +45,7 @@ from swarmrl.protocol import swarm_pb2, swarm_pb2_grpc
 from swarmrl.protocol.envelope import Signer
 from swarmrl.swarm.events import SwarmEvents
 from swarmrl.swarm.fdlimit import connection_budget
-from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Transport
+from swarmrl.swarm.transports.base import EnvelopeHandler, PeerFilter, PeerState, Transport
 
 log = logging.getLogger(__name__)
 

@@ -37,14 +37,16 @@ from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
 
 from swarmrl.swarm.fdlimit import connection_budget
-from swarmrl.swarm.libp2p_hardened import (
+from swarmrl.swarm.lru import LRU
+from swarmrl.swarm.transports.base import PeerState
+from swarmrl.swarm.transports.libp2p.hardened import (
     FloodPublishGossipSub,
     HandshakeGate,
     HardenedPubsub,
     demote_remote_errors,
 )
-from swarmrl.swarm.libp2p_peercache import PeerCache
-from swarmrl.swarm.libp2p_push import (
+from swarmrl.swarm.transports.libp2p.peercache import PeerCache
+from swarmrl.swarm.transports.libp2p.push import (
     PUSH_PROTOCOL,
     SEEN_CAPACITY,
     SEEN_GOSSIP,
@@ -53,7 +55,7 @@ from swarmrl.swarm.libp2p_push import (
     envelope_digest,
     first_on_path,
 )
-from swarmrl.swarm.libp2p_settings import (
+from swarmrl.swarm.transports.libp2p.settings import (
     InjectedFault,
     StackCallbacks,
     StackConfig,
@@ -61,8 +63,6 @@ from swarmrl.swarm.libp2p_settings import (
     StackDied,
     probe_port,
 )
-from swarmrl.swarm.lru import LRU
-from swarmrl.swarm.transport import PeerState
 
 logger = logging.getLogger(__name__)
 

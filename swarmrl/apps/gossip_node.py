@@ -3,7 +3,7 @@
 Two uses:
 
 * a relay/bootstrap peer that forwards a swarm's gossip without training
-  (``python -m swarmrl.swarm.gossip_node --config node.yaml``; it prints one JSON line with its peer id and
+  (``python -m swarmrl.apps.gossip_node --config node.yaml``; it prints one JSON line with its peer id and
   multiaddrs, then runs until SIGINT/SIGTERM). Give it the swarm's ``tasks`` section: it verifies what it
   receives like any node (forwarding does not depend on that, but its own pool and peer scores do);
 * load generation for benchmarks and smoke tests (``--control stdio``): the process reads JSON-line commands
@@ -35,14 +35,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from swarmrl.config import NodeConfig, load_config, parse_override
-from swarmrl.errors import ConfigError, NodeError, SwarmRLError
+from swarmrl.errors import ConfigError, InvalidValue, NodeError, SwarmRLError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol.types import Completion, PolicyInfo, RolloutGroup
 from swarmrl.swarm.events import CountingEvents
 from swarmrl.swarm.identity import Identity
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.pool import RolloutPool
-from swarmrl.swarm.service import Swarm, build_transport
+from swarmrl.swarm.service import Swarm
+from swarmrl.swarm.transports.factory import build_transport
 from swarmrl.tasks import TaskSampler, TaskSource, build_source
 
 log = logging.getLogger(__name__)
@@ -179,9 +180,7 @@ class GossipNode:
         )
         self.events = CountingEvents()
         transport = build_transport(cfg, self.identity, data_dir, events=self.events)
-        self.swarm = Swarm(
-            cfg, self.identity, transport, self.tasks.regenerate, self.events, data_dir=data_dir
-        )
+        self.swarm = Swarm(cfg, self.identity, transport, self.tasks.resolve, self.events, data_dir=data_dir)
         pool = cfg.swarm.pool
         self.swarm.pool = WatchedPool(
             pool.max_groups, pool.per_peer_share, pool.max_age_rounds, self._on_groups
@@ -202,7 +201,7 @@ class GossipNode:
         if torch_loaded():
             raise NodeError(
                 "torch was imported into a gossip-only node; the swarm, protocol, tasks and config packages "
-                "must not import it (find the import with `python -X importtime -m swarmrl.swarm.gossip_node`)"
+                "must not import it (find the import with `python -X importtime -m swarmrl.apps.gossip_node`)"
             )
 
     # ------------------------------------------------------------------------------------- counting
@@ -316,7 +315,7 @@ class ControlLoop:
             try:
                 msg = json.loads(line)
                 if not isinstance(msg, dict):
-                    raise ValueError("a command must be a JSON object")
+                    raise InvalidValue("a command must be a JSON object")
                 cmd = str(msg.get("cmd", ""))
             except ValueError as exc:
                 self.emit("error", message=f"bad command line: {exc}")
@@ -396,7 +395,7 @@ class ControlLoop:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="python -m swarmrl.swarm.gossip_node",
+        prog="python -m swarmrl.apps.gossip_node",
         description="A gossip-only swarm node (no model): relays the swarm's rollouts, or, with --control "
         "stdio, publishes synthetic batches on command (benchmarks).",
     )

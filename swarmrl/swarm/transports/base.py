@@ -27,6 +27,9 @@ class PeerState:
 class Transport(ABC):
     """publish / subscribe / peers / close. One topic per swarm id."""
 
+    #: False only for the null transport: nothing is ever sent or received, so publishing is skipped.
+    reaches_peers: bool = True
+
     @abstractmethod
     async def start(self) -> None:
         """Bind, connect to bootstrap peers and join the topic. Raises TransportError on failure."""

@@ -491,7 +491,7 @@ def _compute_minutes(doc: dict[str, Any]) -> float:
 
 
 def _node_label(i: int) -> str:
-    from swarmrl.node.experiment import FAMILIES
+    from swarmrl.apps.experiment import FAMILIES
 
     return f"n{i} [{FAMILIES[i % len(FAMILIES)]}]"
 

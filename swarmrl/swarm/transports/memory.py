@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from swarmrl.errors import TransportError
 from swarmrl.swarm.events import SwarmEvents
-from swarmrl.swarm.transport import EnvelopeHandler, PeerFilter, PeerState, Transport
+from swarmrl.swarm.transports.base import EnvelopeHandler, PeerFilter, PeerState, Transport
 
 
 @dataclass

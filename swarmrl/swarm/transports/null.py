@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from swarmrl.swarm.transport import EnvelopeHandler, PeerState, Transport
+from swarmrl.swarm.transports.base import EnvelopeHandler, PeerState, Transport
 
 
 class NullTransport(Transport):
     """Publishing goes nowhere and nothing is ever received."""
+
+    reaches_peers = False
 
     async def start(self) -> None:
         return None
