@@ -18,7 +18,13 @@ The PRIME suite (issue 15, ``--suite prime``) runs PRIME with its online implici
 baseline (``PRIME_ARMS``) and reports mean reward and accuracy first -> last ``--last`` rounds and every module
 metric of the journal that is not constant.
 
-Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature|prime] [--seeds 0,1,2] [--jobs 2]
+The inputs suite (issue 15, ``--suite inputs``; not part of ``all``) runs the arms of ``_inputs_arms.py``:
+modules whose inputs a running node fills in -- VeRPO on the code task (pass matrix from the sandbox), PAR and
+LSC on a local reward model that the suite trains first (its scores, and its score of the gold answer as
+the reference reward) -- beside exact match on the same task, and reports per arm the mean reward, the
+accuracy and every module's mean, first ``--last`` rounds -> last ``--last`` rounds.
+
+Usage: ``python benchmarks/rewards_runs.py [--suite all|configs|literature|prime|inputs] [--seeds 0,1,2] [--jobs 2]
 [--rounds 100] [--last 20] [--threads 1] [--out DIR] [--json FILE] [CONFIG ...]``. Prints markdown tables.
 """
 
@@ -118,8 +124,13 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
     if not tail:
         return {"rounds": 0}
     modules: dict[str, float] = {}
+    modules_first: dict[str, float] = {}
+    modules_sd: dict[str, float] = {}
     for name in tail[-1].get("modules", {}):
         modules[name] = statistics.fmean(float(r["modules"].get(name, 0.0)) for r in tail)
+        modules_first[name] = statistics.fmean(float(r["modules"].get(name, 0.0)) for r in records[:last])
+        per_round = [float(r["modules"].get(name, 0.0)) for r in records]
+        modules_sd[name] = statistics.pstdev(per_round) if per_round else 0.0
     evals = [r["eval_accuracy"] for r in records if r.get("eval_accuracy") is not None]
     em_zero = _em_zero_variance(data_dir / "rollouts.log", last)
     return {
@@ -130,6 +141,9 @@ def summarize(data_dir: Path, last: int) -> dict[str, Any]:
         "em_zero_var": em_zero[1],
         "rounds": len(records),
         "reward_mean": statistics.fmean(float(r["reward_mean"]) for r in tail),
+        "reward_first": statistics.fmean(float(r["reward_mean"]) for r in records[:last]),
+        "modules_first": modules_first,
+        "modules_sd": modules_sd,
         "accuracy": statistics.fmean(float(r["accuracy"]) for r in tail),
         "first_accuracy": statistics.fmean(float(r["accuracy"]) for r in records[:last]),
         "eval_accuracy": evals[-1] if evals else None,
@@ -201,18 +215,25 @@ def literature_runs(
     seeds: list[int],
     jobs: int,
     arms: list[str] | None = None,
+    catalogue: Any = None,
+    rewrite: Any = None,
 ) -> list[dict[str, Any]]:
-    """Every arm of ``_literature_arms.ARMS`` for every seed (``jobs`` node processes at a time)."""
+    """Every arm of ``catalogue.ARMS`` (default ``_literature_arms``) for every seed (``jobs`` node processes
+    at a time); ``rewrite`` (optional) maps each arm's config before it is written."""
     from concurrent.futures import ThreadPoolExecutor
 
     import yaml
-    from _literature_arms import ARMS, BASE, TASKS
+
+    if catalogue is None:
+        import _literature_arms as catalogue
 
     todo = []
-    for item, task, label, extra in ARMS:
+    for item, task, label, extra in catalogue.ARMS:
         if arms and not any(a in f"{item} {task} {label}" for a in arms):
             continue
-        cfg = _merge(_merge(BASE, TASKS[task]), extra)
+        cfg = _merge(_merge(catalogue.BASE, catalogue.TASKS[task]), extra)
+        if rewrite is not None:
+            cfg = rewrite(cfg)
         cfg["node"]["name"] = _slug(label)[:30]
         arm_dir = out / _slug(f"{item} {task} {label}")
         arm_dir.mkdir(parents=True, exist_ok=True)
@@ -373,6 +394,69 @@ def prime_table(rows: list[dict[str, Any]], last: int) -> str:
             f"| {float('nan') if first is None else first:.3f} -> {s.get('reward_mean', float('nan')):.3f} "
             f"| {s.get('first_accuracy', float('nan')):.3f} -> {s.get('accuracy', float('nan')):.3f} "
             f"| {'-' if ev is None else f'{ev:.3f}'} | {mods or '-'} | {r['seconds']:.0f} |"
+
+
+def inputs_runs(
+    out: Path,
+    rounds: int,
+    last: int,
+    threads: int,
+    timeout: float,
+    seeds: list[int],
+    jobs: int,
+    arms: list[str],
+) -> list[dict[str, Any]]:
+    """The arms of ``_inputs_arms.py``, after training the reward model they use (kept in ``out/_rm``)."""
+    import _inputs_arms
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    print("training the reward model of the inputs suite ...", file=sys.stderr, flush=True)
+    rm = _inputs_arms.fit_rm(out / "_rm")
+    print(
+        f"reward model {rm}: rank accuracy {_inputs_arms.rm_rank_accuracy(rm):.3f}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return literature_runs(
+        out,
+        rounds,
+        last,
+        threads,
+        timeout,
+        seeds,
+        jobs,
+        arms,
+        _inputs_arms,
+        lambda c: _inputs_arms.resolve(c, rm),
+    )
+
+
+def inputs_table(rows: list[dict[str, Any]], last: int) -> str:
+    """One line per arm (means ± sd over seeds): reward, accuracy and each module, first -> last rounds."""
+    arms: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        arms.setdefault((r["item"], r["task"], r["label"]), []).append(r)
+    head = (
+        f"| item | task | pipeline | seeds | rc | mean reward first {last} -> last {last} "
+        f"| accuracy first {last} -> last {last} | module means first {last} -> last {last} (sd over rounds) "
+        f"| final greedy eval |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for (item, task, label), rs in arms.items():
+        s = [r.get("summary", {}) for r in rs]
+        names = list(s[0].get("modules", {})) if s else []
+        mods = "; ".join(
+            f"{n} {_ms([x.get('modules_first', {}).get(n) for x in s])} -> "
+            f"{_ms([x.get('modules', {}).get(n) for x in s])} "
+            f"({statistics.fmean(float(x.get('modules_sd', {}).get(n) or 0.0) for x in s):.3f})"
+            for n in names
+        )
+        lines.append(
+            f"| {item} | {task} | {label} | {len(rs)} | {max(r['rc'] or 0 for r in rs)} "
+            f"| {_ms([x.get('reward_first') for x in s])} -> {_ms([x.get('reward_mean') for x in s])} "
+            f"| {_ms([x.get('first_accuracy') for x in s])} -> {_ms([x.get('accuracy') for x in s])} "
+            f"| {mods} | {_ms([x.get('eval_accuracy') for x in s])} |"
         )
     return "\n".join(lines)
 
@@ -380,7 +464,7 @@ def prime_table(rows: list[dict[str, Any]], last: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     ap.add_argument("configs", nargs="*", type=Path, help="configs (default: deploy/configs/rewards/*.yaml)")
-    ap.add_argument("--suite", choices=("all", "configs", "literature", "prime"), default="all")
+    ap.add_argument("--suite", choices=("all", "configs", "literature", "prime", "inputs"), default="all")
     ap.add_argument("--seeds", default="0,1,2", help="seeds of the literature suite (comma-separated)")
     ap.add_argument("--jobs", type=int, default=1, help="literature-suite node processes at a time")
     ap.add_argument(
@@ -434,9 +518,25 @@ def main(argv: list[str] | None = None) -> int:
         prime = prime_runs(out / "prime", args.rounds, args.last, args.threads, args.timeout, seeds)
         print()
         print(prime_table(prime, args.last))
+    inp: list[dict[str, Any]] = []
+    if args.suite == "inputs":
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+        inp = inputs_runs(
+            out / "inputs",
+            args.rounds,
+            args.last,
+            args.threads,
+            args.timeout,
+            seeds,
+            args.jobs,
+            [a.strip() for a in args.arms.split(",") if a.strip()],
+        )
+        print()
+        print(inputs_table(inp, args.last))
     if args.json:
-        args.json.write_text(json.dumps({"configs": rows, "literature": lit, "prime": prime}, indent=2))
-    return 0 if all(r["rc"] == 0 for r in rows + lit + prime) else 1
+        doc = {"configs": rows, "literature": lit, "prime": prime, "inputs": inp}
+        args.json.write_text(json.dumps(doc, indent=2))
+    return 0 if all(r["rc"] == 0 for r in rows + lit + prime + inp) else 1
 
 
 if __name__ == "__main__":

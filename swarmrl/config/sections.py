@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from swarmrl.config.base import Section
+from swarmrl.config.scorers import RewardModelSpec
 from swarmrl.errors import InvalidValue
 
 EMBEDDED_MODEL = "tiny-default"
@@ -235,7 +236,7 @@ class ModelSection(Section):
 
 
 #: Built-in task sources; plugins add names through the ``swarmrl.tasks`` entry-point group.
-BUILTIN_TASK_SOURCES = ("arithmetic", "multistep", "reasoning_gym", "dataset")
+BUILTIN_TASK_SOURCES = ("arithmetic", "multistep", "reasoning_gym", "dataset", "code")
 TASK_ENTRY_POINT_GROUP = "swarmrl.tasks"
 
 
@@ -399,3 +400,18 @@ class RewardsSection(Section):
         None,
         description="Step segmentation: {rule: regex|separator|lines|none, ...}; default ';' or blank line.",
     )
+    reward_models: list[RewardModelSpec] = Field(
+        default_factory=list,
+        description="Local sequence-classification reward models whose scores fill Sample.extras[key].",
+    )
+
+    @field_validator("reward_models")
+    @classmethod
+    def _distinct_models(cls, value: list[RewardModelSpec]) -> list[RewardModelSpec]:
+        seen: dict[str, str] = {}
+        for spec in value:
+            for key in sorted(spec.keys()):
+                if key in seen:
+                    raise ValueError(f"'{spec.name}' and '{seen[key]}' both write Sample.extras['{key}']")
+                seen[key] = spec.name
+        return value

@@ -20,6 +20,7 @@ from swarmrl.config import NodeConfig
 from swarmrl.errors import NodeError
 from swarmrl.node.checkpoints import Checkpoints, Learned
 from swarmrl.node.external import ExternalScoring
+from swarmrl.node.inputs import NodeInputs
 from swarmrl.node.journal import Journal
 from swarmrl.node.metrics import NodeMetrics
 from swarmrl.node.progress import Progress
@@ -56,6 +57,7 @@ class Parts:
     pipeline: RewardPipeline
     scorer: object | None
     sources: list[TaskSource]
+    inputs: NodeInputs
     task_rng: random.Random
     tasks: TaskSampler
     journal: Journal
@@ -155,6 +157,7 @@ def assemble(node: Parts, worker: GenerationWorker | None) -> None:
     node.sources = [
         build_source(s.source, s.dataset, s.config, cfg.tasks.seed, cfg.tasks.size) for s in cfg.tasks.sources
     ]
+    node.inputs = NodeInputs(cfg, node.sources)  # completion columns, reward-model scores
     node.task_rng = random.Random(seed * 1_000_003 + 1)
     node.tasks = TaskSampler(
         node.sources,

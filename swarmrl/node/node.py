@@ -110,9 +110,14 @@ class Node(Parts):
     ) -> tuple[list[list[Sample]], list[ScoredGroup]]:
         """Local rewards (the node's pipeline) for groups against their tasks; sets ``group.rewards``."""
         samples = [to_samples(g, t, self.policy.tokenizer) for g, t in zip(groups, tasks, strict=True)]
+        self.inputs.fill(groups, tasks, samples)
         scored = self.pipeline.score(samples)
         for g, s in zip(groups, scored, strict=True):
             g.rewards = list(s.totals)
+            if (
+                g.origin == "local"
+            ):  # sent to peers as advisory: they order rescoring by it, never train on it
+                g.advisory_rewards = list(s.totals)
         return samples, scored
 
     def train(

@@ -21,7 +21,7 @@ from swarmrl.tasks import TaskSource
 def available_inputs(cfg: NodeConfig, sources: Sequence[TaskSource]) -> frozenset[str]:
     """``provided_inputs(cfg)``, plus ``gold_steps`` when a task source's tasks carry steps."""
     extra = {GOLD_STEPS} if any(src.size and src.get(0).steps for src in sources) else set()
-    return provided_inputs(cfg) | extra
+    return provided_inputs(cfg, sources) | extra
 
 
 def check_requirements(cfg: NodeConfig, pipeline: RewardPipeline, sources: Sequence[TaskSource]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,8 +38,11 @@ def to_samples(group: RolloutGroup, task: Task | None, tokenizer: Any = None) ->
     """Reward samples for a group; ``task`` (our own regeneration) supplies the scorer and gold steps.
 
     With ``tokenizer``, ``extras["token_offsets"]`` gets each completion token's character span, so step
-    rewards land exactly on a step's last token.
+    rewards land exactly on a step's last token. The task's columns (reference answers, unit tests,
+    reference rewards, ...) are copied into every sample's extras, for own and external groups alike: a
+    receiver's ``task`` is its own regeneration, so a peer's message never supplies them.
     """
+    columns = dict(task.columns) if task is not None else {}
     return [
         Sample(
             prompt=group.question,
@@ -50,7 +54,7 @@ def to_samples(group: RolloutGroup, task: Task | None, tokenizer: Any = None) ->
             gold_steps=task.steps if task is not None else (),
             origin=group.origin,
             scorer=task.scorer if task is not None else None,
-            extras=_offsets_extra(tokenizer, c.text, c.token_ids),
+            extras={**copy.deepcopy(columns), **_offsets_extra(tokenizer, c.text, c.token_ids)},
         )
         for c in group.completions
     ]

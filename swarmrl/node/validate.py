@@ -72,6 +72,9 @@ def check_semantics(cfg: NodeConfig) -> None:
                 f"tasks.sources[{i}] ({src.source}/{src.dataset}) has {built.size} items, not more than the "
                 f"{cfg.tasks.eval_questions} held-out evaluation questions; fix: lower it or use more data",
             )
+    from swarmrl.node.inputs import check_inputs
+
+    check_inputs(cfg)
     sch = cfg.tasks.scheduler
     if cfg.tasks.schedule != "fixed" and sch.arms_per_round > len(cfg.tasks.sources):
         raise ConfigError(

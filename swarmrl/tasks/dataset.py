@@ -6,7 +6,9 @@ Reads JSON Lines, CSV (standard library only), Parquet (needs ``pyarrow``) and d
 ``path`` (required; relative paths are relative to the working directory), ``format``
 (``auto|jsonl|csv|parquet|arrow``), ``question_field`` and ``answer_field`` (column names), ``extract``
 (``exact|numeric|gsm8k|boxed``, see ``extract.py``), ``template`` (the prompt, ``{question}`` is replaced by the
-question) and ``split`` (for a saved ``DatasetDict``; default ``train``).
+question), ``split`` (for a saved ``DatasetDict``; default ``train``) and ``columns`` (a map from a task
+column name to the field holding it, e.g. ``{ref_rewards: reference_scores, tests: unit_tests}``: each task
+carries those values as ``Task.columns``, which the node copies into ``Sample.extras``).
 
 A task's ``TaskRef`` is ``(dataset, <digest>, 0, <row>)`` where the digest is a hash of the file's contents
 (SHA-256 of its bytes, or of every file of a saved directory) together with the options that change what is read
@@ -56,6 +58,18 @@ class DatasetOptions(BaseModel):
     )
     template: str = Field("{question}", description="The prompt; '{question}' is replaced by the question.")
     split: str = Field("", description="Split of a saved DatasetDict ('' = 'train').")
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task columns: column name -> field of the row (copied into Sample.extras[name]).",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _column_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, src in value.items():
+            if not name or not src:
+                raise ValueError("column names and fields must be non-empty")
+        return value
 
     @field_validator("template")
     @classmethod
@@ -127,16 +141,15 @@ def _csv(path: Path) -> Iterator[dict[str, Any]]:
         yield from csv.DictReader(fh)
 
 
-def _columns(rows: Iterator[dict[str, Any]], fields: tuple[str, str]) -> tuple[list[Any], list[Any]]:
-    questions: list[Any] = []
-    answers: list[Any] = []
+def _columns(rows: Iterator[dict[str, Any]], fields: tuple[str, ...]) -> list[list[Any]]:
+    out: list[list[Any]] = [[] for _ in fields]
     for row in rows:
-        questions.append(row.get(fields[0]))
-        answers.append(row.get(fields[1]))
-    return questions, answers
+        for col, name in zip(out, fields, strict=True):
+            col.append(row.get(name))
+    return out
 
 
-def _parquet(path: Path, fields: tuple[str, str]) -> tuple[list[Any], list[Any]]:
+def _parquet(path: Path, fields: tuple[str, ...]) -> list[list[Any]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -147,10 +160,10 @@ def _parquet(path: Path, fields: tuple[str, str]) -> tuple[list[Any], list[Any]]
     names = pq.read_schema(path).names
     _require_columns(path, names, fields)
     table = pq.read_table(path, columns=list(dict.fromkeys(fields)))
-    return table.column(fields[0]).to_pylist(), table.column(fields[1]).to_pylist()
+    return [table.column(f).to_pylist() for f in fields]
 
 
-def _arrow_dir(path: Path, fields: tuple[str, str], split: str) -> tuple[list[Any], list[Any]]:
+def _arrow_dir(path: Path, fields: tuple[str, ...], split: str) -> list[list[Any]]:
     try:
         import datasets
     except ImportError:
@@ -172,11 +185,12 @@ def _arrow_dir(path: Path, fields: tuple[str, str], split: str) -> tuple[list[An
     elif split:
         raise TaskConfigError("config.split", f"'{path}' is a single dataset without splits; remove split")
     _require_columns(path, list(loaded.column_names), fields)
-    return list(loaded[fields[0]]), list(loaded[fields[1]])
+    return [list(loaded[f]) for f in fields]
 
 
-def _require_columns(path: Path, names: list[str], fields: tuple[str, str]) -> None:
-    for key, name in zip(("question_field", "answer_field"), fields, strict=True):
+def _require_columns(path: Path, names: list[str], fields: tuple[str, ...]) -> None:
+    keys = ("question_field", "answer_field") + ("columns",) * (len(fields) - 2)
+    for key, name in zip(keys, fields, strict=True):
         if name not in names:
             raise TaskConfigError(
                 f"config.{key}", f"'{path.name}' has no column '{name}'; its columns: {', '.join(names)}"
@@ -189,6 +203,18 @@ def _text(value: Any) -> str | None:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return value if isinstance(value, str) else str(value)
+
+
+def _jsonable(value: Any, name: str, row: int, path: Path) -> Any:
+    """A column value as plain JSON data (lists, dicts, strings, numbers); TaskConfigError otherwise."""
+    if hasattr(value, "tolist"):  # numpy / arrow scalars and arrays
+        value = value.tolist()
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        raise TaskConfigError(
+            f"columns.{name}", f"row {row} of '{path.name}': {type(value).__name__} is not JSON data"
+        ) from None
 
 
 class DatasetSource(TaskSource):
@@ -218,15 +244,29 @@ class DatasetSource(TaskSource):
             raise TaskConfigError(
                 "config.split", f"only saved dataset directories have splits, not {fmt} files"
             )
-        fields = (opts.question_field, opts.answer_field)
+        fields = (opts.question_field, opts.answer_field, *opts.columns.values())
         if fmt == "jsonl":
-            raw_q, raw_a = _columns(_jsonl(path), fields)
+            raw = _columns(_jsonl(path), fields)
         elif fmt == "csv":
-            raw_q, raw_a = _columns(_csv(path), fields)
+            raw = _columns(_csv(path), fields)
         elif fmt == "parquet":
-            raw_q, raw_a = _parquet(path, fields)
+            raw = _parquet(path, fields)
         else:
-            raw_q, raw_a = _arrow_dir(path, fields, opts.split)
+            raw = _arrow_dir(path, fields, opts.split)
+        raw_q, raw_a = raw[0], raw[1]
+        self.columns = frozenset(opts.columns)
+        self.column_values: list[dict[str, Any]] = [
+            {
+                name: _jsonable(col[row], name, row, path)
+                for name, col in zip(opts.columns, raw[2:], strict=True)
+            }
+            for row in range(len(raw_q))
+        ]
+        for (name, src), col in zip(opts.columns.items(), raw[2:], strict=True):
+            if all(v is None for v in col):
+                raise TaskConfigError(
+                    f"config.columns.{name}", f"no row of '{path.name}' has a field '{src}'"
+                )
         if not raw_q:
             raise TaskConfigError("config.path", f"'{path}' has no rows")
         self.questions: list[str] = []
@@ -251,16 +291,17 @@ class DatasetSource(TaskSource):
         self.format = fmt
         self.size = len(self.questions)
         self.content_sha256 = content_hash(path)
-        self.digest = config_digest(
-            {
-                "sha256": self.content_sha256,
-                "question_field": opts.question_field,
-                "answer_field": opts.answer_field,
-                "extract": opts.extract,
-                "template": opts.template,
-                "split": opts.split,
-            }
-        )
+        identity: dict[str, Any] = {
+            "sha256": self.content_sha256,
+            "question_field": opts.question_field,
+            "answer_field": opts.answer_field,
+            "extract": opts.extract,
+            "template": opts.template,
+            "split": opts.split,
+        }
+        if opts.columns:  # only then: digests of files read without columns stay as they were
+            identity["columns"] = dict(sorted(opts.columns.items()))
+        self.digest = config_digest(identity)
 
     def get(self, index: int) -> Task:
         index %= self.size
@@ -275,5 +316,6 @@ class DatasetSource(TaskSource):
             self.ref(index),
             family=self.dataset,
             metadata={"row": index},
+            columns=self.column_values[index],
             scorer=scorer,
         )

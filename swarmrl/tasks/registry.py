@@ -1,6 +1,6 @@
 """Build task sources from config, sample questions, and regenerate a task from a peer's TaskRef.
 
-Sources by name: the built-ins (``arithmetic``, ``multistep``, ``reasoning_gym``, ``dataset``) and the
+Sources by name: the built-ins (``arithmetic``, ``multistep``, ``reasoning_gym``, ``dataset``, ``code``) and the
 ``swarmrl.tasks`` entry-point group, whose entries are ``TaskSource`` subclasses (constructed as
 ``cls(dataset, config, seed, size)``) or factories with the same signature returning one. A plugin's
 ``source`` attribute is what its ``TaskRef`` carries: receivers need the same plugin to regenerate its tasks.
@@ -17,19 +17,21 @@ from swarmrl.errors import DatasetUnavailableError, TaskError
 from swarmrl.protocol.types import TaskRef
 from swarmrl.tasks.arithmetic import ArithmeticSource, MultiStepSource
 from swarmrl.tasks.base import Task, TaskSource
+from swarmrl.tasks.code import CodeSource
 from swarmrl.tasks.dataset import DatasetSource
 from swarmrl.tasks.schedule import RecoveringScheduler
 
 ENTRY_POINT_GROUP = "swarmrl.tasks"
 #: Built-in source names (``reasoning_gym`` is imported only when used).
-BUILTIN = ("arithmetic", "multistep", "reasoning_gym", "dataset")
+BUILTIN = ("arithmetic", "multistep", "reasoning_gym", "dataset", "code")
 #: Sources whose tasks come from local files: an unknown ref of theirs is "not held here".
-FILE_BACKED = frozenset({DatasetSource.source})
+FILE_BACKED = frozenset({DatasetSource.source, CodeSource.source})
 
 SOURCES: dict[str, type[TaskSource]] = {
     ArithmeticSource.source: ArithmeticSource,
     MultiStepSource.source: MultiStepSource,
     DatasetSource.source: DatasetSource,
+    CodeSource.source: CodeSource,
 }
 
 SourceFactory = Callable[[str, dict[str, Any], int, int], TaskSource]

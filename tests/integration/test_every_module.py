@@ -53,7 +53,7 @@ def shared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The embedded model, warm-started once for every module of this file."""
     shared = tmp_path_factory.mktemp("models")
     node = Node(_config(tmp_path_factory.mktemp("warm"), "exact_match", shared))
-    node._setup()
+    node.assemble()
     asyncio.run(node.close())
     assert any(shared.iterdir())
     return shared

@@ -55,7 +55,7 @@ def test_prime_trains_its_own_prm_and_resumes_it(tmp_path: Path) -> None:
     saved = ckpt.state["scorer_state"]["prm"]["prime"]
 
     resumed = Node(_config(tmp_path, 2))
-    resumed._setup()
+    resumed.assemble()
     try:
         scorer = resumed.scorer
         assert scorer is not None and scorer.reference is not None
