@@ -90,9 +90,20 @@ def run(
     from swarmrl.trainer.genlaunch import launch_for
 
     worker = launch_for(cfg)  # a generation child imports torch while this process does
+    from swarmrl.node.exitguard import ExitDeadline
     from swarmrl.node.node import Node
 
-    code = asyncio.run(Node(cfg, gen_worker=worker).run())
+    deadline = ExitDeadline()
+
+    async def run_node() -> int:
+        code = 1
+        try:
+            code = await Node(cfg, gen_worker=worker).run()
+            return code
+        finally:
+            deadline.arm(code)  # from here on, the process exits within EXIT_GRACE_S whatever is stuck
+
+    code = asyncio.run(run_node())
     raise typer.Exit(code)
 
 
