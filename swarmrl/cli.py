@@ -90,7 +90,7 @@ def run(
     from swarmrl.trainer.genlaunch import launch_for
 
     worker = launch_for(cfg)  # a generation child imports torch while this process does
-    from swarmrl.node.exitguard import ExitDeadline
+    from swarmrl.node.exitguard import ExitDeadline, exit_now
     from swarmrl.node.node import Node
 
     deadline = ExitDeadline()
@@ -103,8 +103,7 @@ def run(
         finally:
             deadline.arm(code)  # from here on, the process exits within EXIT_GRACE_S whatever is stuck
 
-    code = asyncio.run(run_node())
-    raise typer.Exit(code)
+    exit_now(asyncio.run(run_node()), deadline)
 
 
 @app.command()
