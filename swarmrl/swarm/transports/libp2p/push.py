@@ -42,6 +42,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.lru import LRU
 
 logger = logging.getLogger(__name__)
@@ -76,11 +77,11 @@ _TABLE_CAPACITY = 4096
 _COALESCE_BYTES = 256 * 1024
 
 
-class MalformedFrame(Exception):
+class MalformedFrame(SwarmRLError):
     """A peer sent a frame that breaks the push protocol (the stream is reset)."""
 
 
-class FrameTimeout(Exception):
+class FrameTimeout(SwarmRLError):
     """A frame did not arrive whole in time (the stream is reset; a slow link is not proof of malice)."""
 
 
