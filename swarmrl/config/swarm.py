@@ -351,5 +351,5 @@ class SwarmSection(Section):
     def _share_within_total(cls, value: int, info: ValidationInfo) -> int:
         total = info.data.get("max_pending_handshakes")
         if total is not None and value > total:
-            raise ValueError(f"must be at most max_pending_handshakes ({total})")
+            raise InvalidValue(f"must be at most max_pending_handshakes ({total})")
         return value
