@@ -342,7 +342,7 @@ class HandshakeGate:
     def _make_room(self, address: str, now: float) -> None:
         """Evict whatever must go for a handshake from ``address`` to start, or raise (refused)."""
         mine = self._by_address.get(address, 0)
-        if mine >= self.per_address:
+        if mine >= self.per_address and self.per_address < self.limit:
             if self._over_share(address, now):
                 self.refused_address += 1
                 raise SwarmException("too many inbound handshakes in progress from this address")
@@ -362,8 +362,8 @@ class HandshakeGate:
 
     def _over_share(self, address: str, now: float) -> bool:
         """True when ``address`` holds its whole share and its own oldest handshake is too young to go."""
-        if self._by_address.get(address, 0) < self.per_address:
-            return False
+        if self.per_address >= self.limit or self._by_address.get(address, 0) < self.per_address:
+            return False  # no share below the total: the total's rules decide
         own = next(e for e in self._pending if e.address == address)
         return now - own.started < self.min_age_s
 
