@@ -90,10 +90,20 @@ def run(
     from swarmrl.trainer.genlaunch import launch_for
 
     worker = launch_for(cfg)  # a generation child imports torch while this process does
+    from swarmrl.node.exitguard import ExitDeadline, exit_now
     from swarmrl.node.node import Node
 
-    code = asyncio.run(Node(cfg, gen_worker=worker).run())
-    raise typer.Exit(code)
+    deadline = ExitDeadline()
+
+    async def run_node() -> int:
+        code = 1
+        try:
+            code = await Node(cfg, gen_worker=worker).run()
+            return code
+        finally:
+            deadline.arm(code)  # from here on, the process exits within EXIT_GRACE_S whatever is stuck
+
+    exit_now(asyncio.run(run_node()), deadline)
 
 
 @app.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from swarmrl.config.base import Section
 from swarmrl.errors import InvalidValue
@@ -320,6 +320,14 @@ class SwarmSection(Section):
         description="libp2p: inbound connections in their security/muxer handshake at once; a new one "
         "evicts the oldest (stalled handshakes cannot lock peers out).",
     )
+    max_pending_handshakes_per_address: int = Field(
+        4,
+        ge=1,
+        le=100_000,
+        description="libp2p: of those, at most this many from one remote address (IPv4 address, IPv6 /64); "
+        "one more from it replaces its own oldest, so reconnecting fast cannot starve other addresses. "
+        "At most max_pending_handshakes.",
+    )
     handshake_timeout_s: float = Field(
         5.0, gt=0, le=300, description="libp2p: time allowed for an inbound connection's handshake."
     )
@@ -337,3 +345,11 @@ class SwarmSection(Section):
     admission: AdmissionSection = Field(default_factory=AdmissionSection)
     pool: PoolSection = Field(default_factory=PoolSection)
     grpc: GrpcSection = Field(default_factory=GrpcSection)
+
+    @field_validator("max_pending_handshakes_per_address")
+    @classmethod
+    def _share_within_total(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("max_pending_handshakes")
+        if total is not None and value > total:
+            raise InvalidValue(f"must be at most max_pending_handshakes ({total})")
+        return value

@@ -19,6 +19,7 @@ import grpc
 
 from swarmrl.config.swarm import GrpcSection
 from swarmrl.node.journal import read_journal
+from swarmrl.protocol.types import Completion
 from swarmrl.swarm.identity import Identity
 from tests.integration.hostile_peers import (
     Attacker,
@@ -172,31 +173,38 @@ async def _attacks(node: Proc, root: Path) -> list[str]:
         if rejected(node, "limits") <= limits:
             problems.append("7 strings: oversized TaskRef strings were not refused as 'limits'")
 
-        # 8. long external completions (within the character limit) must not stall training
+        # 8. long external completions (within the character limit) must not stall training: two groups
+        # whose completions carry 12,000 characters after a gradable answer, sent when the pool is empty so
+        # the next round trains on them (uncut, a step on them takes seconds and a GB of activations)
+        await until(lambda: node.control.pool().total == 0, 60, "the pool to drain")
         talker = attacker()
         call = await talker.link()
         t_attack = time.time()
-        long_groups = []
-        for i in range(2):
-            g = valid_group(600 + i)
-            for c in g.completions:
-                c.text = c.text + " " + "7" * 8000
-            long_groups.append(g)
-        await Attacker.send(call, seal(talker.ident, long_groups))
+        peak_before = rss_mb(pid, "VmHWM")
+        await Attacker.send(call, seal(talker.ident, [long_group(600 + i) for i in range(2)]))
         await until(lambda: node.accepted_from_id(talker.ident.peer_id_text) >= 2, 20, "the long groups")
         await until(
             lambda: not any(e.peer_id == talker.ident.peer_id_text for e in node.control.pool().entries),
             60,
             "the long groups to leave the pool",
         )
-        trained = [
-            r
-            for r in read_journal(node.data_dir / "journal.log")
-            if r.get("time", 0) >= t_attack and r.get("external_groups", 0) > 0
-        ]
+        t_drawn = time.monotonic()
+        await eventually(lambda: _trained_external(node, t_attack) != [], 60)
+        trained = _trained_external(node, t_attack)
         slowest = max((float(r["train_seconds"]) for r in trained), default=0.0)
+        peak = rss_mb(pid, "VmHWM") - peak_before
+        print(
+            f"8: {len(trained)} rounds with external groups, slowest step {slowest:.2f}s, peak +{peak:.0f} MB"
+        )
+        if not trained:
+            problems.append(
+                "8 long completions: the round drawing them had not finished "
+                f"{time.monotonic() - t_drawn:.0f}s after they left the pool"
+            )
         if slowest > 1.5:
             problems.append(f"8 long completions: a training step took {slowest:.1f}s on external groups")
+        if peak > 250:
+            problems.append(f"8 long completions: peak RSS grew by {peak:.0f} MB training external groups")
 
         # 11. an envelope over gRPC's message cap
         big = attacker()
@@ -233,6 +241,25 @@ async def _attacks(node: Proc, root: Path) -> list[str]:
             await a.close()
         await good.close()
     return problems
+
+
+def long_group(index: int, chars: int = 12_000) -> Any:
+    """A group for task ``index`` whose completions grade as 2 right, 2 wrong (so they carry an advantage
+    and enter the loss), each followed by ``chars`` characters of filler (one token each)."""
+    g = valid_group(index)
+    filler = " " + ("lorem ipsum dolor sit amet " * (chars // 27 + 1))[:chars]
+    g.completions = [
+        Completion(f"<answer>{a}</answer>{filler}") for a in (g.answer, g.answer, "0", f"{g.answer}1")
+    ]
+    return g
+
+
+def _trained_external(node: Proc, since: float) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in read_journal(node.data_dir / "journal.log")
+        if r.get("time", 0) >= since and r.get("external_groups", 0) > 0
+    ]
 
 
 def test_thousand_connection_attempts(tmp_path: Path) -> None:

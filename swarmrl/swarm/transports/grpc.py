@@ -54,6 +54,10 @@ _FRAME_OVERHEAD = 1024
 _ABORT_GRACE_S = 0.25
 #: Metadata key carrying a side's challenge (hex) for the other side's Hello.
 CHALLENGE_KEY = "swarmrl-challenge"
+#: ``close`` waits at most this long for the link tasks it cancelled, then for the server's stop.
+CLOSE_TASKS_S = 5.0
+SERVER_STOP_GRACE_S = 0.2
+SERVER_STOP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,21 @@ class _Servicer(swarm_pb2_grpc.SwarmPeerServicer):
     async def Exchange(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:  # type: ignore[override]
         del request_iterator  # frames are read with context.read()
         t = self._t
+        task = asyncio.current_task()
+        if t._closing or task is None:
+            return
+        t._handlers.add(task)
+        try:
+            await self._exchange(t, context)
+        except asyncio.CancelledError:
+            if not t._closing:
+                raise
+            # cancelled by our own close: end the call normally (re-raising makes gRPC print a traceback
+            # per open stream at every shutdown, for streams any client can hold open)
+        finally:
+            t._handlers.discard(task)
+
+    async def _exchange(self, t: GrpcTransport, context: grpc.aio.ServicerContext) -> None:
         if t._handshaking >= t.settings.max_handshakes:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many handshakes in progress")
             return
@@ -149,7 +168,7 @@ class _Servicer(swarm_pb2_grpc.SwarmPeerServicer):
                 # stream whose message is over its cap: the read sees EOF and the call is then cancelled.
                 await asyncio.sleep(_ABORT_GRACE_S)
         except asyncio.CancelledError:
-            if link.eof:
+            if link.eof and not t._closing:
                 t._count_reset(link)
             raise
 
@@ -170,6 +189,7 @@ class GrpcTransport(Transport):
         self._server: grpc.aio.Server | None = None
         self._port = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: set[asyncio.Task[Any]] = set()  # server-side stream handlers running now
         self._closing = False
         self._rng = random.Random()
         self._handshaking = 0
@@ -248,14 +268,23 @@ class GrpcTransport(Transport):
         if self._closing:
             return
         self._closing = True
-        for task in list(self._tasks):
+        # Bounded: every link task (dial loops and server-side stream handlers, whatever a peer left them
+        # doing) is cancelled and awaited for at most CLOSE_TASKS_S, then the server stops with a grace.
+        tasks = [*self._tasks, *self._handlers]
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._server is not None:
-            await self._server.stop(grace=0.2)
-            self._server = None
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TASKS_S)
+            for task in stuck:
+                log.warning(
+                    "gRPC link task %s did not stop within %.0fs of close", task.get_name(), CLOSE_TASKS_S
+                )
+        server, self._server = self._server, None
+        if server is not None:
+            try:
+                await asyncio.wait_for(server.stop(grace=SERVER_STOP_GRACE_S), SERVER_STOP_S)
+            except TimeoutError:
+                log.warning("gRPC server did not stop within %.0fs", SERVER_STOP_S)
 
     # --------------------------------------------------------------------------------------- handshake
 
@@ -326,7 +355,7 @@ class GrpcTransport(Transport):
         reader = asyncio.ensure_future(self._read_loop(link, read))
         closer = asyncio.ensure_future(link.closed.wait())
         getter: asyncio.Future[bytes] | None = None
-        keepalive = self.settings.keepalive_s
+        keepalive, idle = self.settings.keepalive_s, self.settings.idle_timeout_s
         try:
             while True:
                 getter = asyncio.ensure_future(link.queue.get())
@@ -336,13 +365,15 @@ class GrpcTransport(Transport):
                 if not done:  # nothing to send for a while: keep the peer's read timeout from firing
                     getter.cancel()
                     getter = None
-                    await write(swarm_pb2.PeerFrame(envelope=b""))
+                    await asyncio.wait_for(write(swarm_pb2.PeerFrame(envelope=b"")), idle)
                     continue
                 if getter not in done:
                     break
                 data = getter.result()
                 getter = None
-                await write(swarm_pb2.PeerFrame(envelope=data))
+                # a peer that stops reading fills the stream's flow-control window: writes then block,
+                # and such a link is closed like one that stops sending
+                await asyncio.wait_for(write(swarm_pb2.PeerFrame(envelope=data)), idle)
                 if self._events is not None:
                     self._events.messages_sent(1)
         except asyncio.CancelledError:
@@ -354,13 +385,11 @@ class GrpcTransport(Transport):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(finish(), 1.0)
                     await asyncio.wait_for(asyncio.shield(reader), 2.0)  # the server ends the call
-            for task in (getter, reader, closer):
-                if task is not None:
-                    task.cancel()
-            for task in (getter, reader, closer):
-                if task is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            parts = [task for task in (getter, reader, closer) if task is not None]
+            for task in parts:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait(parts, timeout=CLOSE_TASKS_S)
             links = self._links.get(link.peer_id, [])
             if link in links:
                 links.remove(link)
@@ -439,7 +468,8 @@ class GrpcTransport(Transport):
                 call.cancel()
             return True
         finally:
-            await channel.close(grace=None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(channel.close(grace=None), CLOSE_TASKS_S)
 
     async def _greet(self, call: Any, ours: bytes) -> str:
         """Dialler side of the handshake: the server's challenge and Hello in, our Hello out."""

@@ -13,9 +13,11 @@ messages go to every gossipsub peer subscribed to the topic; receivers drop dupl
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -175,64 +177,211 @@ class FloodPublishGossipSub(GossipSub):
         return chosen
 
 
-class HandshakeGate:
-    """At most ``limit`` inbound connections in their security/muxer handshake at once, each within
-    ``timeout_s``; when all slots are taken, a new connection *evicts the oldest* pending handshake if that
-    one has been pending for at least ``min_age_s`` (else the newcomer is refused).
+def address_key(remote: tuple[str, int] | None) -> str:
+    """The "address" handshake slots are shared by: the remote IPv4 address, the /64 of an IPv6 one (one
+    host usually holds a whole /64), an IPv4-mapped IPv6 address as IPv4; ``"?"`` when unknown."""
+    if not remote:
+        return "?"
+    try:
+        ip = ipaddress.ip_address(remote[0])
+    except ValueError:
+        return str(remote[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
-    Refusing every newcomer (what a plain semaphore does) lets anyone who keeps ``limit`` stalled handshakes
-    open lock every new peer out. Evicting the oldest means a stalled handshake holds its slot only until
-    someone else needs it; the minimum age keeps a flood of fresh connections from evicting an honest
-    handshake, which completes in milliseconds, before it is done. To keep peers out an attacker must now
-    replace every slot faster than ``min_age_s``, continuously. Installed on a host's network (``install``)
-    before the host listens.
+
+def remote_address(conn: Any) -> tuple[str, int] | None:
+    """``conn.get_remote_address()``, or None when the connection cannot say."""
+    try:
+        addr = conn.get_remote_address()
+    except Exception:
+        return None
+    return addr if isinstance(addr, tuple) and addr else None
+
+
+@dataclass(eq=False)
+class _Pending:
+    started: float
+    address: str
+    scope: trio.CancelScope
+
+
+@dataclass(eq=False)
+class _Inbound:
+    """One inbound connection's handler: set ``muxed`` once its upgrade succeeded."""
+
+    upgraded: trio.Event = field(default_factory=trio.Event)
+    muxed: Any = None
+
+
+class HandshakeGate:
+    """At most ``limit`` inbound connections in their security/muxer handshake at once, at most
+    ``per_address`` of them from one address (``address_key``), each within ``timeout_s``.
+
+    When an address already holds its ``per_address`` slots, a new connection from it replaces that
+    address's own oldest pending handshake (if that one has been pending for at least ``min_age_s``, else the
+    newcomer is refused): one address, however fast it reconnects, never holds more than its share nor takes
+    a slot from anyone else. When all ``limit`` slots are taken, the newcomer evicts the oldest handshake of
+    the address holding the most slots if that address holds at least two more than the newcomer's;
+    otherwise (every address holds about as many) it evicts the oldest pending handshake if that one has
+    been pending for at least ``min_age_s``, else it is refused. An honest handshake completes in
+    milliseconds; the minimum age keeps a flood of fresh connections from many addresses from evicting it
+    before it is done.
+
+    ``install`` also makes py-libp2p 0.8.1 give back the inbound-connection slot of a connection that has
+    closed: upstream's inbound handler holds its slot (``Swarm._inbound_limiter``) until the whole swarm
+    stops, so after (max_connections - min_connections) successful inbound connections in a node's lifetime
+    (peers reconnecting, or anyone connecting and leaving) every new inbound connection was refused.
     """
 
-    def __init__(self, limit: int, timeout_s: float, min_age_s: float | None = None) -> None:
+    def __init__(
+        self, limit: int, timeout_s: float, per_address: int | None = None, min_age_s: float | None = None
+    ) -> None:
         self.limit = limit
+        self.per_address = limit if per_address is None else max(1, min(per_address, limit))
         self.timeout_s = timeout_s
         self.min_age_s = min(1.0, timeout_s / 4) if min_age_s is None else min_age_s
-        self._pending: deque[tuple[float, trio.CancelScope]] = deque()
+        self._pending: deque[_Pending] = deque()
+        self._by_address: dict[str, int] = {}
+        self._inbound: dict[int, _Inbound] = {}  # id(raw stream) -> its handler, while the handler runs
         self.evicted = 0
         self.refused = 0
+        self.refused_address = 0
         self.timed_out = 0
+        self.released = 0
 
     def install(self, network: Any) -> None:
-        """Wrap ``network.upgrade_inbound_raw_conn`` (py-libp2p's Swarm) with this gate."""
+        """Wrap py-libp2p's Swarm ``network``: ``upgrade_inbound_raw_conn`` with this gate, and its inbound
+        connection handler so that a closed connection's inbound slot is released."""
         inner: Callable[[Any, Any], Awaitable[Any]] = network.upgrade_inbound_raw_conn
 
         async def guarded(raw_conn: Any, maddr: Any) -> Any:
             return await self.run(inner, raw_conn, maddr)
 
         network.upgrade_inbound_raw_conn = guarded
+        handler: Callable[[Any, Any], Awaitable[None]] | None = getattr(
+            network, "_handle_inbound_connection", None
+        )
+        if handler is not None:
+
+            async def handle(read_write_closer: Any, maddr: Any) -> None:
+                await self.handle(handler, read_write_closer, maddr)
+
+            # the listener's callback looks the method up on the swarm at each connection
+            network._handle_inbound_connection = handle
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
+    def pending_from(self, address: str) -> int:
+        return self._by_address.get(address, 0)
+
+    async def handle(self, inner: Callable[[Any, Any], Awaitable[None]], stream: Any, maddr: Any) -> None:
+        """Run upstream's inbound handler; once the connection it upgraded is closed, cancel the handler
+        (it would otherwise wait for the swarm to stop), which releases the connection's inbound slot."""
+        if self._over_share(address_key(remote_address(stream)), trio.current_time()):
+            # refused before it takes one of upstream's inbound slots (a flood from one address would
+            # otherwise hold them all for the moment each refusal takes)
+            self.refused_address += 1
+            with trio.move_on_after(1.0) as cleanup:
+                cleanup.shield = True
+                try:
+                    await stream.close()
+                except Exception:
+                    logger.debug("closing a refused inbound connection failed", exc_info=True)
+            return
+        inbound = _Inbound()
+        self._inbound[id(stream)] = inbound
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._release_when_closed, inbound, nursery.cancel_scope)
+                await inner(stream, maddr)
+                nursery.cancel_scope.cancel()
+        finally:
+            self._inbound.pop(id(stream), None)
+
+    async def _release_when_closed(self, inbound: _Inbound, scope: trio.CancelScope) -> None:
+        await inbound.upgraded.wait()
+        muxed = inbound.muxed
+        closed = getattr(muxed, "event_closed", None)
+        if isinstance(closed, trio.Event):
+            await closed.wait()
+        else:
+            while not getattr(muxed, "is_closed", True):
+                await trio.sleep(1.0)
+        self.released += 1
+        scope.cancel()
+
     async def run(self, inner: Callable[[Any, Any], Awaitable[Any]], raw_conn: Any, maddr: Any) -> Any:
         now = trio.current_time()
-        while len(self._pending) >= self.limit:
-            started, oldest = self._pending[0]
-            if now - started < self.min_age_s:
-                self.refused += 1
-                raise SwarmException("too many inbound handshakes in progress")
-            self._pending.popleft()
-            oldest.cancel()
-            self.evicted += 1
+        address = address_key(remote_address(raw_conn))
+        self._make_room(address, now)
         scope = trio.CancelScope(deadline=now + self.timeout_s)
-        entry = (now, scope)
+        entry = _Pending(now, address, scope)
         self._pending.append(entry)
+        self._by_address[address] = self._by_address.get(address, 0) + 1
         try:
             with scope:
-                return await inner(raw_conn, maddr)
+                muxed = await inner(raw_conn, maddr)
+                inbound = self._inbound.get(id(getattr(raw_conn, "stream", None)))
+                if inbound is not None:
+                    inbound.muxed = muxed
+                    inbound.upgraded.set()
+                return muxed
         finally:
-            if entry in self._pending:
-                self._pending.remove(entry)
+            self._forget(entry)
         # the scope was cancelled (evicted) or its deadline passed: the caller closes the raw connection
         if trio.current_time() >= scope.deadline:
             self.timed_out += 1
         raise SwarmException("inbound handshake evicted or timed out")
+
+    def _make_room(self, address: str, now: float) -> None:
+        """Evict whatever must go for a handshake from ``address`` to start, or raise (refused)."""
+        mine = self._by_address.get(address, 0)
+        if mine >= self.per_address and self.per_address < self.limit:
+            if self._over_share(address, now):
+                self.refused_address += 1
+                raise SwarmException("too many inbound handshakes in progress from this address")
+            self._evict(next(e for e in self._pending if e.address == address))
+            return
+        while len(self._pending) >= self.limit:
+            top = max(self._by_address.values())
+            if top >= mine + 2:
+                greedy = next(e for e in self._pending if self._by_address[e.address] == top)
+                self._evict(greedy)
+                continue
+            oldest = self._pending[0]
+            if now - oldest.started < self.min_age_s:
+                self.refused += 1
+                raise SwarmException("too many inbound handshakes in progress")
+            self._evict(oldest)
+
+    def _over_share(self, address: str, now: float) -> bool:
+        """True when ``address`` holds its whole share and its own oldest handshake is too young to go."""
+        if self.per_address >= self.limit or self._by_address.get(address, 0) < self.per_address:
+            return False  # no share below the total: the total's rules decide
+        own = next(e for e in self._pending if e.address == address)
+        return now - own.started < self.min_age_s
+
+    def _evict(self, entry: _Pending) -> None:
+        self._forget(entry)
+        entry.scope.cancel()
+        self.evicted += 1
+
+    def _forget(self, entry: _Pending) -> None:
+        try:
+            self._pending.remove(entry)
+        except ValueError:
+            return
+        left = self._by_address[entry.address] - 1
+        if left:
+            self._by_address[entry.address] = left
+        else:
+            del self._by_address[entry.address]
 
 
 #: py-libp2p loggers whose ERROR records are about one remote connection (a peer that fails its muxer

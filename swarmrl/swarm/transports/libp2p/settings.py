@@ -56,6 +56,8 @@ class StackConfig:
     max_connections: int = 128
     #: Inbound connections in their security/muxer handshake at once (a new one evicts the oldest).
     max_pending_handshakes: int = 32
+    #: Of those, at most this many from one remote address (a new one replaces that address's oldest).
+    max_pending_handshakes_per_address: int = 4
     #: Time allowed for an inbound connection's handshake.
     handshake_timeout_s: float = 5.0
     #: A push-stream frame must arrive whole within this long of its first byte.

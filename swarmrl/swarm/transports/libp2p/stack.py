@@ -260,7 +260,9 @@ class Libp2pStack:
             psk=cfg.psk_hex,
             connection_config=connections,
         )
-        HandshakeGate(cfg.max_pending_handshakes, cfg.handshake_timeout_s).install(host.get_network())
+        HandshakeGate(
+            cfg.max_pending_handshakes, cfg.handshake_timeout_s, cfg.max_pending_handshakes_per_address
+        ).install(host.get_network())
         demote_remote_errors()
         gossipsub = FloodPublishGossipSub(
             protocols=[PROTOCOL_ID_V12, PROTOCOL_ID_V11],

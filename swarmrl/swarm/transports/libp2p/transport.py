@@ -166,6 +166,7 @@ class Libp2pTransport(Transport):
         push_queue: int = 256,
         max_connections: int = 128,
         max_pending_handshakes: int = 32,
+        max_pending_handshakes_per_address: int = 4,
         handshake_timeout_s: float = 5.0,
         push_frame_timeout_s: float = 10.0,
         events: SwarmEvents | None = None,
@@ -197,6 +198,11 @@ class Libp2pTransport(Transport):
         if max_connections < 8 or max_pending_handshakes < 1:
             raise ConfigError(
                 "libp2p.max_connections", "needs max_connections >= 8, max_pending_handshakes >= 1"
+            )
+        if not 1 <= max_pending_handshakes_per_address <= max_pending_handshakes:
+            raise ConfigError(
+                "libp2p.max_pending_handshakes_per_address",
+                f"must be between 1 and max_pending_handshakes ({max_pending_handshakes})",
             )
         if not 2 <= push_queue <= 65536:
             raise ConfigError("libp2p.push_queue", "must be between 2 and 65536 frames")
@@ -231,6 +237,7 @@ class Libp2pTransport(Transport):
             push_queue=push_queue,
             max_connections=max_connections,
             max_pending_handshakes=max_pending_handshakes,
+            max_pending_handshakes_per_address=max_pending_handshakes_per_address,
             handshake_timeout_s=handshake_timeout_s,
             push_frame_timeout_s=push_frame_timeout_s,
             # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
