@@ -394,6 +394,8 @@ def prime_table(rows: list[dict[str, Any]], last: int) -> str:
             f"| {float('nan') if first is None else first:.3f} -> {s.get('reward_mean', float('nan')):.3f} "
             f"| {s.get('first_accuracy', float('nan')):.3f} -> {s.get('accuracy', float('nan')):.3f} "
             f"| {'-' if ev is None else f'{ev:.3f}'} | {mods or '-'} | {r['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
 
 
 def inputs_runs(

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from swarmrl.config import NodeConfig
 from swarmrl.errors import ConfigError
 from swarmrl.node.inputs import check_inputs, provided_inputs
-from swarmrl.rewards.requirements import POLICY_SCORER
 from swarmrl.node.validate import check_semantics
+from swarmrl.rewards.requirements import POLICY_SCORER
 
 
 def _cfg(**sections: object) -> NodeConfig:
