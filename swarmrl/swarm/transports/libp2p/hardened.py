@@ -14,6 +14,7 @@ messages go to every gossipsub peer subscribed to the topic; receivers drop dupl
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -243,6 +244,8 @@ REMOTE_INPUT_LOGGERS = (
     "libp2p.host.basic_host",
     "libp2p.security.noise.io",
     "libp2p.protocol_muxer.multiselect",
+    # "Failed to open TCP stream: ..." is a dial that failed: an unreachable peer, not a fault of this node
+    "libp2p.transport.tcp.tcp",
 )
 
 
@@ -257,8 +260,28 @@ class RemoteErrorsAsWarnings(logging.Filter):
         return True
 
 
+def route_libp2p_logs() -> None:
+    """Send py-libp2p's records through the node's logging (idempotent).
+
+    At import py-libp2p gives its ``libp2p`` logger no handler and turns propagation off (unless
+    ``LIBP2P_DEBUG`` is set), so its WARNING and ERROR records fell to Python's last-resort handler: bare
+    lines such as "Failed to open TCP stream: ..." on stderr, outside the node's log file and format. With
+    propagation on they reach the root logger's handlers (text or JSON, file or stderr) like ours. An
+    operator who sets ``LIBP2P_DEBUG`` keeps py-libp2p's own debug logging.
+    """
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    root = logging.getLogger("libp2p")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.propagate = True
+    if root.level == logging.NOTSET or root.level < logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
 def demote_remote_errors() -> None:
     """Install ``RemoteErrorsAsWarnings`` on ``REMOTE_INPUT_LOGGERS`` (idempotent)."""
+    route_libp2p_logs()
     for name in REMOTE_INPUT_LOGGERS:
         target = logging.getLogger(name)
         if not any(isinstance(f, RemoteErrorsAsWarnings) for f in target.filters):
