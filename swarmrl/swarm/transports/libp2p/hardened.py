@@ -246,6 +246,9 @@ REMOTE_INPUT_LOGGERS = (
     "libp2p.protocol_muxer.multiselect",
     # "Failed to open TCP stream: ..." is a dial that failed: an unreachable peer, not a fault of this node
     "libp2p.transport.tcp.tcp",
+    # a peer's signed peer record that does not verify (e.g. two nodes sending records for one identity)
+    "libp2p.pubsub.pubsub",
+    "libp2p.pubsub.utils",
 )
 
 

@@ -45,6 +45,7 @@ from swarmrl.swarm.transports.libp2p.hardened import (
     HardenedPubsub,
     demote_remote_errors,
 )
+from swarmrl.swarm.transports.libp2p.instance import IdentityInUseError, InstanceGuard
 from swarmrl.swarm.transports.libp2p.peercache import PeerCache
 from swarmrl.swarm.transports.libp2p.push import (
     PUSH_PROTOCOL,
@@ -118,6 +119,8 @@ class Libp2pStack:
         # envelopes already delivered (or published): the push and gossip copies of one envelope
         self._seen: LRU[bytes, int] = LRU(SEEN_CAPACITY)
         self._push_mesh: PushMesh | None = None
+        self._in_use: str | None = None  # a peer said this identity is live elsewhere (before ready)
+        self.guard: InstanceGuard | None = None
 
     # ----------------------------------------------------------------- called from other threads
     @property
@@ -322,6 +325,8 @@ class Libp2pStack:
         host, pubsub, gossipsub = self._build()
         push = self._build_push(host, pubsub)
         self._push_mesh = push
+        guard = self.guard = InstanceGuard(host, self.peer_id, self._on_in_use)
+        guard.install()
         self._fault = trio.Event()
         self._first_seen.clear()
         listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self._bound_port}")
@@ -340,10 +345,12 @@ class Libp2pStack:
                     nursery.start_soon(self._drain, subscription)
                     nursery.start_soon(self._dialer, host, first_round)
                     nursery.start_soon(self._watch, host, pubsub, gossipsub)
+                    nursery.start_soon(guard.run)
                     if push is not None:
                         nursery.start_soon(push.run)
                     with trio.move_on_after(self.config.connect_timeout_s + 1.0):
                         await first_round.wait()
+                    await self._settle_identity(guard)
                     self._report_ready(None)
                     nursery.start_soon(self._publisher, host, pubsub, push)
                     await self._fault.wait()
@@ -351,6 +358,22 @@ class Libp2pStack:
             finally:
                 self._save_cache(force=True)
                 await self._close_host(host)
+
+    async def _settle_identity(self, guard: InstanceGuard) -> None:
+        """Before reporting ready: wait (bounded) for the first peers' answers to our instance hello, and
+        fail the start if one says this identity is already live on another node."""
+        if not self._ready_reported:
+            with trio.move_on_after(self.config.connect_timeout_s):
+                while not guard.settled() and self._in_use is None:
+                    await trio.sleep(0.02)
+        if self._in_use is not None and not self._ready_reported:
+            raise IdentityInUseError(self._in_use)
+
+    def _on_in_use(self, message: str) -> None:
+        if self._ready_reported:
+            logger.error("%s", message)
+        elif self._in_use is None:
+            self._in_use = message
 
     @staticmethod
     async def _close_host(host: IHost) -> None:
