@@ -244,6 +244,7 @@ REMOTE_INPUT_LOGGERS = (
     "libp2p.host.basic_host",
     "libp2p.security.noise.io",
     "libp2p.protocol_muxer.multiselect",
+    "libp2p.protocol_muxer.multiselect_client",
     # "Failed to open TCP stream: ..." is a dial that failed: an unreachable peer, not a fault of this node
     "libp2p.transport.tcp.tcp",
     # a peer's signed peer record that does not verify (e.g. two nodes sending records for one identity)
