@@ -68,29 +68,17 @@ class WanNode:
         return metric_value(scrape(self.metrics_url), "swarmrl_rollouts_published_total") or 0.0
 
 
-def _start(net: Wan, root: Path, ids: list[Identity]) -> list[subprocess.Popen[bytes]]:
-    boot = [f"/ip4/{net.addr(i)}/tcp/{P2P_PORT}/p2p/{ids[i].peer_id_text}" for i in (0, 3)]
+def launch(net: Wan, root: Path, swarm: list[dict[str, Any]]) -> list[subprocess.Popen[bytes]]:
+    """Start node i in its namespace with ``swarm[i]`` merged into its swarm section (libp2p on P2P_PORT)."""
     procs = []
-    for i in range(NODES):
+    for i, extra in enumerate(swarm):
         data = root / f"n{i}"
+        data.mkdir(parents=True, exist_ok=True)
         cfg: dict[str, Any] = deep_merge(FAST, SWARM_NODE)
+        node = {"name": f"n{i}", "seed": i, "data_dir": str(data), "control_port": CONTROL_PORT}
+        node["metrics_port"] = METRICS_PORT
         cfg = deep_merge(
-            cfg,
-            {
-                "node": {
-                    "name": f"n{i}",
-                    "seed": i,
-                    "data_dir": str(data),
-                    "control_port": CONTROL_PORT,
-                    "metrics_port": METRICS_PORT,
-                },
-                "swarm": {
-                    "transport": "libp2p",
-                    "listen_host": net.addr(i),
-                    "listen_port": P2P_PORT,
-                    "bootstrap_peers": [b for j, b in zip((0, 3), boot, strict=True) if j != i],
-                },
-            },
+            cfg, {"node": node, "swarm": {"transport": "libp2p", "listen_port": P2P_PORT, **extra}}
         )
         path = root / f"n{i}.yaml"
         path.write_text(yaml.safe_dump(cfg))
@@ -100,8 +88,20 @@ def _start(net: Wan, root: Path, ids: list[Identity]) -> list[subprocess.Popen[b
     return procs
 
 
+def _start(net: Wan, root: Path, ids: list[Identity]) -> list[subprocess.Popen[bytes]]:
+    boot = [f"/ip4/{net.addr(i)}/tcp/{P2P_PORT}/p2p/{ids[i].peer_id_text}" for i in (0, 3)]
+    swarm = [
+        {
+            "listen_host": net.addr(i),
+            "bootstrap_peers": [b for j, b in zip((0, 3), boot, strict=True) if j != i],
+        }
+        for i in range(NODES)
+    ]
+    return launch(net, root, swarm)
+
+
 @contextlib.contextmanager
-def _stopping(procs: list[subprocess.Popen[bytes]]) -> Iterator[None]:
+def stopping(procs: list[subprocess.Popen[bytes]]) -> Iterator[None]:
     try:
         yield
     finally:
@@ -125,7 +125,7 @@ def test_six_nodes_over_wan_links_through_a_split_and_heal(wan: Wan, tmp_path: P
     for i in SLOW:
         wan.uplink(i, "1mbit")
     procs = _start(wan, tmp_path, ids)
-    with _stopping(procs):
+    with stopping(procs):
         nodes = []
         for i, process in enumerate(procs):
             data = tmp_path / f"n{i}"

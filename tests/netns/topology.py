@@ -73,6 +73,7 @@ class Wan:
         self._made: list[str] = []
         self._listeners: list[socket.socket] = []
         self._closing = threading.Event()
+        self.nat_ns: dict[int, str] = {}
 
     def ns(self, i: int) -> str:
         return f"{self.tag}n{i}"
@@ -111,7 +112,7 @@ class Wan:
         # node-to-node TCP goes through the delay relay
         self.hx(
             "iptables", "-t", "nat", "-A", "PREROUTING", "-i", f"{self.tag}a+", "-p", "tcp",
-            "-j", "REDIRECT", "--to-ports", str(RELAY_PORT),
+            "-d", f"10.{self.octet}.0.0/16", "-j", "REDIRECT", "--to-ports", str(RELAY_PORT),
         )  # fmt: skip
         self.hx("iptables", "-N", "WANSPLIT")
         self.hx("iptables", "-A", "INPUT", "-j", "WANSPLIT")
@@ -133,6 +134,33 @@ class Wan:
         line = self.relay.stdout.readline()
         if b"ready" not in line:
             raise RuntimeError(f"the delay relay did not start: {line!r}")
+
+    def nat(self, i: int) -> str:
+        """Put node i behind a NAT router: node slot i on the hub becomes the router (10.S.i.2, MASQUERADE),
+        and the node itself moves to ns TAGp<i> at 192.168.<S>.2 behind it. Nothing outside can dial it;
+        it can dial out. Returns the node's (private) address. Call after ``up``."""
+        router, inner = self.ns(i), f"{self.tag}p{i}"
+        sh("ip", "netns", "add", inner)
+        self._made.append(inner)
+        self.nat_ns[i] = inner
+        a, b = f"{self.tag}c{i}", f"{self.tag}d{i}"
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "link", "set", a, "netns", router)
+        sh("ip", "link", "set", b, "netns", inner)
+        private = f"192.168.{(self.octet + i) % 250}"
+        self.nx(i, "ip", "addr", "add", f"{private}.1/24", "dev", a)
+        self.nx(i, "ip", "link", "set", a, "up")
+        self.nx(i, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.nx(i, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", f"{self.tag}b{i}", "-j", "MASQUERADE")
+        sh("ip", "netns", "exec", inner, "ip", "link", "set", "lo", "up")
+        sh("ip", "netns", "exec", inner, "ip", "addr", "add", f"{private}.2/24", "dev", b)
+        sh("ip", "netns", "exec", inner, "ip", "link", "set", b, "up")
+        sh("ip", "netns", "exec", inner, "ip", "route", "add", "default", "via", f"{private}.1")
+        return self.nat_addr(i)
+
+    def nat_addr(self, i: int) -> str:
+        """The private address of node i behind its NAT (``nat(i)`` first)."""
+        return f"192.168.{(self.octet + i) % 250}.2"
 
     def uplink(self, i: int, rate: str) -> None:
         self.nx(i, "tc", "qdisc", "add", "dev", f"{self.tag}b{i}", "root", "tbf", "rate", rate,
@@ -174,7 +202,29 @@ class Wan:
         self.hx("iptables", "-F", "WANSPLIT")
 
     def command(self, i: int, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.ns(i), *argv]
+        return ["ip", "netns", "exec", self.nat_ns.get(i, self.ns(i)), *argv]
+
+    def can_connect(self, i: int, host: str, port: int, timeout: float = 3.0) -> bool:
+        """Whether a TCP connection from node i's namespace to host:port succeeds."""
+        result: list[bool] = []
+
+        def attempt() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{self.nat_ns.get(i, self.ns(i))}", os.O_RDONLY)
+            try:
+                libc.setns(fd, CLONE_NEWNET)
+            finally:
+                os.close(fd)
+            try:
+                socket.create_connection((host, port), timeout=timeout).close()
+                result.append(True)
+            except OSError:
+                result.append(False)
+
+        t = threading.Thread(target=attempt, daemon=True)
+        t.start()
+        t.join(timeout + 2)
+        return bool(result and result[0])
 
     # ------------------------------------------------------------------ reaching 127.0.0.1 in a node ns
     def forward(self, i: int, port: int) -> str:
@@ -183,7 +233,7 @@ class Wan:
         lsock.bind(("127.0.0.1", 0))
         lsock.listen(16)
         self._listeners.append(lsock)
-        path = f"/run/netns/{self.ns(i)}"
+        path = f"/run/netns/{self.nat_ns.get(i, self.ns(i))}"
         threading.Thread(target=self._accept, args=(lsock, path, port), daemon=True).start()
         return f"127.0.0.1:{lsock.getsockname()[1]}"
 

@@ -250,17 +250,26 @@ REMOTE_INPUT_LOGGERS = (
     # a peer's signed peer record that does not verify (e.g. two nodes sending records for one identity)
     "libp2p.pubsub.pubsub",
     "libp2p.pubsub.utils",
+    # a relay client whose hop stream is slow or broken
+    "libp2p.relay.circuit_v2.protocol",
+    "libp2p.relay.circuit_v2.transport",
 )
 
 
 class RemoteErrorsAsWarnings(logging.Filter):
-    """Logs ERROR records of py-libp2p's per-connection code as WARNING: a remote peer must not be able
-    to write ERROR lines into a node's log (operators alert on those). Nothing is dropped."""
+    """Logs ERROR records of py-libp2p's per-connection code as WARNING, without traceback: a remote peer
+    must not be able to write ERROR lines or tracebacks into a node's log (operators alert on those). No
+    record is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             record.levelno = logging.WARNING
             record.levelname = "WARNING"
+        if record.exc_info and record.levelno >= logging.WARNING:
+            # one line per remote failure (the message names the exception), not a traceback a peer can
+            # make us write at will
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 

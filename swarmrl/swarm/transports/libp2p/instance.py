@@ -143,7 +143,9 @@ class InstanceGuard:
     async def _on_hello(self, stream: INetStream, nonce: str) -> None:
         peer = stream.muxed_conn.peer_id
         conn = getattr(stream, "swarm_conn", None)
-        others = [c for c in self.host.get_network().get_connections(peer) if c is not conn and not _closed(c)]
+        others = [
+            c for c in self.host.get_network().get_connections(peer) if c is not conn and not _closed(c)
+        ]
         for other in others:
             theirs = await self._probe(other)
             if theirs is None or theirs == nonce:

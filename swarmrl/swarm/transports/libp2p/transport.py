@@ -169,6 +169,8 @@ class Libp2pTransport(Transport):
         max_pending_handshakes: int = 32,
         handshake_timeout_s: float = 5.0,
         push_frame_timeout_s: float = 10.0,
+        relay: bool = False,
+        relay_reserve: bool = False,
         events: SwarmEvents | None = None,
     ) -> None:
         if not swarm_id:
@@ -234,6 +236,8 @@ class Libp2pTransport(Transport):
             max_pending_handshakes=max_pending_handshakes,
             handshake_timeout_s=handshake_timeout_s,
             push_frame_timeout_s=push_frame_timeout_s,
+            relay=relay,
+            relay_reserve=relay_reserve,
             # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
             # receive path (rejected as 'oversized', charged to the peer) exactly as it would over gossip
             max_frame_bytes=MAX_MESSAGE_BYTES + 8 * 1024,
