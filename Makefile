@@ -28,6 +28,11 @@ testdeps:
 	  echo "installing prometheus (real server and promtool for the tests)"; \
 	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends prometheus; \
 	fi
+	@# The netns tests (emulated WAN links, NAT) need iproute2, tc and iptables, and root.
+	@if [ "$$(id -u)" = 0 ] && { ! command -v iptables >/dev/null 2>&1 || ! command -v tc >/dev/null 2>&1; }; then \
+	  echo "installing iproute2 and iptables (netns tests)"; \
+	  $(APT) update -qq && DEBIAN_FRONTEND=noninteractive $(APT) install -y -qq --no-install-recommends iproute2 iptables; \
+	fi
 
 $(STAMP): pyproject.toml Makefile | $(BIN)/python
 	@$(MAKE) --no-print-directory sysdeps

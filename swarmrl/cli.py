@@ -435,7 +435,7 @@ def main() -> None:
         sys.exit(2)
     except SwarmRLError as exc:
         typer.echo(error_line(str(exc)), err=True)
-        sys.exit(1)
+        sys.exit(int(getattr(exc, "exit_code", 1)))  # e.g. 2: identity already live in the swarm
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -7,6 +7,15 @@ gets its own data directory ``DATA/node-<i>`` (log in ``node.log``, rotated by `
 stderr, where only errors before logging starts go, in ``node.stderr.log``), seed ``i``, and free ports (metrics,
 control, swarm); the launcher learns the bound ports from each node's ``node.json``.
 
+Cores: each node gets ``node.threads`` = its share of ``os.cpu_count()`` (at least 1; a ``--set
+node.threads=...`` overrides it), and ``OMP_NUM_THREADS`` to match, so N nodes do not each spin on every core
+(three nodes on 2 cores, each with all cores, made a 40-step warm start take minutes). The node itself splits
+its share between training and its generation child (``ModelEngine``).
+
+Start-up: a node may take long to load (a busy machine, a big model); it is given up on only when it makes no
+progress (its log and stderr stop growing) for ``start_timeout_s``, not after a fixed time, so one slow node
+does not stop a swarm whose nodes are all still coming up.
+
 All nodes run in one process group of their own; a stop (SIGINT/SIGTERM to the launcher) sends SIGTERM to
 that group, so each node finishes its round and checkpoints, and anything still alive after a grace period
 gets SIGKILL. Nothing is left behind when the launcher returns.
@@ -33,7 +42,7 @@ from swarmrl.node.runinfo import RunInfo, read_run_info, run_info_path
 log = logging.getLogger(__name__)
 
 Transport = Literal["libp2p", "grpc"]
-#: How long one node may take to load its model and bind its ports.
+#: How long one node may go without progress (its log growing) while loading its model and binding ports.
 START_TIMEOUT_S = 180.0
 #: The node's own log (rotated by ``node.disk``) and the file its stdout/stderr go to (start-up errors).
 LOG_NAME = "node.log"
@@ -110,6 +119,7 @@ class LocalSwarm:
             f"node.seed={index}",
             "node.progress=plain",
             f"node.log_file={LOG_NAME}",
+            f"node.threads={self.threads_per_node()}",
         )
         for s in defaults:
             args += ["--set", s]
@@ -126,6 +136,10 @@ class LocalSwarm:
             args += ["--set", s]
         return [*args, "--metrics-port", "0", "--rounds", str(spec.rounds)]
 
+    def threads_per_node(self) -> int:
+        """This machine's cores divided among the nodes (at least one each)."""
+        return threads_per_node(self.spec.nodes, os.cpu_count() or 1)
+
     def _dir(self, index: int) -> Path:
         return self.spec.data_dir / f"node-{index}"
 
@@ -136,6 +150,10 @@ class LocalSwarm:
         log_file = open(data_dir / STDERR_NAME, "ab")  # noqa: SIM115 - closed in stop()
         env = {k: v for k, v in os.environ.items()}
         env["PYTHONUNBUFFERED"] = "1"
+        if not any(s.startswith("node.threads=") for s in self.spec.sets):
+            threads = str(self.threads_per_node())
+            env["OMP_NUM_THREADS"] = threads
+            env["MKL_NUM_THREADS"] = threads
         process = subprocess.Popen(
             self.node_args(index, peers),
             stdin=subprocess.DEVNULL,
@@ -151,10 +169,17 @@ class LocalSwarm:
         return proc
 
     def _await_up(self, procs: Sequence[NodeProcess], stopping: Callable[[], bool]) -> None:
-        """Wait until every node of ``procs`` has written its node.json (all ports bound)."""
-        deadline = time.monotonic() + self.spec.start_timeout_s
+        """Wait until every node of ``procs`` has written its node.json (all ports bound).
+
+        A node is given up on when it exits, or when its log and stderr have not grown for
+        ``start_timeout_s`` (stuck); a slow node that keeps logging progress is waited for.
+        """
+        timeout = self.spec.start_timeout_s
+        now = time.monotonic()
+        progress = {proc.index: (_log_size(proc), now) for proc in procs}
         pending = list(procs)
         while pending:
+            now = time.monotonic()
             for proc in list(pending):
                 code = proc.process.poll()
                 if code is not None:
@@ -166,15 +191,20 @@ class LocalSwarm:
                 if info is not None and info.pid == proc.process.pid:
                     proc.info = info
                     pending.remove(proc)
+                    continue
+                size = _log_size(proc)
+                last_size, since = progress[proc.index]
+                if size != last_size:
+                    progress[proc.index] = (size, now)
+                elif now - since > timeout:
+                    raise NodeError(
+                        f"node {proc.index} made no start-up progress (log unchanged) for {timeout:.0f}s; "
+                        f"its log ({proc.log_path}) ends with:\n{proc.log_tail()}"
+                    )
             if not pending:
                 return
             if stopping():
                 raise NodeError("stopped during start-up")
-            if time.monotonic() > deadline:
-                raise NodeError(
-                    f"node {pending[0].index} did not come up within {self.spec.start_timeout_s:.0f}s; "
-                    f"see {pending[0].log_path}"
-                )
             time.sleep(0.1)
 
     def start(self, stopping: Callable[[], bool] = lambda: False) -> list[NodeProcess]:
@@ -246,6 +276,20 @@ class LocalSwarm:
         if self._pgid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pgid, signal.SIGKILL)
+
+
+def threads_per_node(nodes: int, cores: int) -> int:
+    """``cores`` divided among ``nodes`` node processes, at least one thread each."""
+    return max(1, cores // max(1, nodes))
+
+
+def _log_size(proc: NodeProcess) -> int:
+    """Bytes written so far to the node's log and stderr (start-up progress)."""
+    total = 0
+    for path in (proc.log_path, proc.data_dir / STDERR_NAME):
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
 
 
 def _try_read(data_dir: Path) -> RunInfo | None:

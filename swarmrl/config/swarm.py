@@ -294,6 +294,16 @@ class SwarmSection(Section):
         "swarm/peers.json", description="Known peer addresses, relative to node.data_dir ('' disables)."
     )
     mdns: bool = Field(False, description="Discover peers on the local network with mDNS (libp2p).")
+    relay: bool = Field(
+        False,
+        description="libp2p: serve as a circuit relay (v2) for nodes that cannot be dialled (behind a NAT); "
+        "run it on a machine with a public address (docs/operations.md).",
+    )
+    relay_reserve: bool = Field(
+        False,
+        description="libp2p, for a node behind a NAT: reserve a slot on the bootstrap peers that serve as "
+        "relays and advertise the /p2p-circuit addresses, so peers reach this node through them.",
+    )
     heartbeat_s: float = Field(1.0, gt=0, le=600, description="Gossipsub heartbeat interval (libp2p).")
     direct_push: bool = Field(
         True,

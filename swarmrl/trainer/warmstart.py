@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -17,6 +18,8 @@ from swarmrl.tasks import TaskSampler, build_source
 from swarmrl.trainer.prompts import completion_ids, prompt_ids
 
 log = logging.getLogger(__name__)
+#: A slow warm start logs its step this often (a launcher waiting on start-up sees it is alive).
+_PROGRESS_EVERY_S = 10.0
 
 
 def _batch(
@@ -56,7 +59,11 @@ def warm_start(
     opt = torch.optim.AdamW(model.parameters(), lr=tiny.warmstart_lr, weight_decay=0.0)
     model.train()
     loss_value = float("nan")
-    for _ in range(tiny.warmstart_steps):
+    reported = time.monotonic()
+    for step in range(tiny.warmstart_steps):
+        if time.monotonic() - reported > _PROGRESS_EVERY_S:  # visible progress on a slow, shared machine
+            reported = time.monotonic()
+            log.info("warm start: step %d/%d, loss %.3f", step, tiny.warmstart_steps, loss_value)
         ids, attn, labels = _batch(rng.sample(examples, min(tiny.warmstart_batch, len(examples))), pad)
         out = model(input_ids=ids, attention_mask=attn, labels=labels)
         opt.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -392,22 +393,57 @@ REMOTE_INPUT_LOGGERS = (
     "libp2p.host.basic_host",
     "libp2p.security.noise.io",
     "libp2p.protocol_muxer.multiselect",
+    "libp2p.protocol_muxer.multiselect_client",
+    # "Failed to open TCP stream: ..." is a dial that failed: an unreachable peer, not a fault of this node
+    "libp2p.transport.tcp.tcp",
+    # a peer's signed peer record that does not verify (e.g. two nodes sending records for one identity)
+    "libp2p.pubsub.pubsub",
+    "libp2p.pubsub.utils",
+    # a relay client whose hop stream is slow or broken
+    "libp2p.relay.circuit_v2.protocol",
+    "libp2p.relay.circuit_v2.transport",
 )
 
 
 class RemoteErrorsAsWarnings(logging.Filter):
-    """Logs ERROR records of py-libp2p's per-connection code as WARNING: a remote peer must not be able
-    to write ERROR lines into a node's log (operators alert on those). Nothing is dropped."""
+    """Logs ERROR records of py-libp2p's per-connection code as WARNING, without traceback: a remote peer
+    must not be able to write ERROR lines or tracebacks into a node's log (operators alert on those). No
+    record is dropped."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
             record.levelno = logging.WARNING
             record.levelname = "WARNING"
+        if record.exc_info and record.levelno >= logging.WARNING:
+            # one line per remote failure (the message names the exception), not a traceback a peer can
+            # make us write at will
+            record.exc_info = None
+            record.exc_text = None
         return True
+
+
+def route_libp2p_logs() -> None:
+    """Send py-libp2p's records through the node's logging (idempotent).
+
+    At import py-libp2p gives its ``libp2p`` logger no handler and turns propagation off (unless
+    ``LIBP2P_DEBUG`` is set), so its WARNING and ERROR records fell to Python's last-resort handler: bare
+    lines such as "Failed to open TCP stream: ..." on stderr, outside the node's log file and format. With
+    propagation on they reach the root logger's handlers (text or JSON, file or stderr) like ours. An
+    operator who sets ``LIBP2P_DEBUG`` keeps py-libp2p's own debug logging.
+    """
+    if os.environ.get("LIBP2P_DEBUG"):
+        return
+    root = logging.getLogger("libp2p")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.propagate = True
+    if root.level == logging.NOTSET or root.level < logging.WARNING:
+        root.setLevel(logging.WARNING)
 
 
 def demote_remote_errors() -> None:
     """Install ``RemoteErrorsAsWarnings`` on ``REMOTE_INPUT_LOGGERS`` (idempotent)."""
+    route_libp2p_logs()
     for name in REMOTE_INPUT_LOGGERS:
         target = logging.getLogger(name)
         if not any(isinstance(f, RemoteErrorsAsWarnings) for f in target.filters):

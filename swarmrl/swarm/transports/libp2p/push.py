@@ -32,7 +32,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import multiaddr
@@ -207,8 +207,10 @@ class PushMesh:
         max_peers: int,
         connect_timeout_s: float,
         frame_timeout_s: float = 10.0,
+        connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
     ) -> None:
         self.host = host
+        self._connect = connect or host.connect  # the relay's connect also dials /p2p-circuit addresses
         self.topic = topic
         self._my_id = host.get_id()
         self._my_addrs = my_addrs
@@ -440,7 +442,7 @@ class PushMesh:
             peer = ID.from_base58(text)
             bare = [multiaddr.Multiaddr(a).decapsulate(multiaddr.Multiaddr(f"/p2p/{text}")) for a in addrs]
             with trio.move_on_after(self.connect_timeout_s):
-                await self.host.connect(PeerInfo(peer, bare))
+                await self._connect(PeerInfo(peer, bare))
                 ok = True
         except Exception as exc:
             logger.debug("dial of learned peer %s failed: %r", text, exc)

@@ -62,6 +62,10 @@ class StackConfig:
     handshake_timeout_s: float = 5.0
     #: A push-stream frame must arrive whole within this long of its first byte.
     push_frame_timeout_s: float = 10.0
+    #: Serve as a circuit relay v2 (hop) for nodes that cannot be dialled.
+    relay: bool = False
+    #: Reserve a slot on bootstrap peers that are relays and advertise the /p2p-circuit addresses (NAT).
+    relay_reserve: bool = False
 
 
 @dataclass

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import multiaddr
@@ -45,6 +45,7 @@ from swarmrl.swarm.transports.libp2p.hardened import (
     HardenedPubsub,
     demote_remote_errors,
 )
+from swarmrl.swarm.transports.libp2p.instance import IdentityInUseError, InstanceGuard
 from swarmrl.swarm.transports.libp2p.peercache import PeerCache
 from swarmrl.swarm.transports.libp2p.push import (
     PUSH_PROTOCOL,
@@ -55,6 +56,7 @@ from swarmrl.swarm.transports.libp2p.push import (
     envelope_digest,
     first_on_path,
 )
+from swarmrl.swarm.transports.libp2p.relay import RelaySupport
 from swarmrl.swarm.transports.libp2p.settings import (
     InjectedFault,
     StackCallbacks,
@@ -118,6 +120,10 @@ class Libp2pStack:
         # envelopes already delivered (or published): the push and gossip copies of one envelope
         self._seen: LRU[bytes, int] = LRU(SEEN_CAPACITY)
         self._push_mesh: PushMesh | None = None
+        self._in_use: str | None = None  # a peer said this identity is live elsewhere (before ready)
+        self.guard: InstanceGuard | None = None
+        self._relay: RelaySupport | None = None
+        self._own_addrs: tuple[str, ...] = ()
 
     # ----------------------------------------------------------------- called from other threads
     @property
@@ -299,6 +305,7 @@ class Libp2pStack:
             host,
             cfg.topic,
             my_addrs=lambda: self.addr_snapshot,
+            connect=self._connect_via(host),
             subscribers=lambda: pubsub.peer_topics.get(cfg.topic, set()),
             deliver=self._deliver_pushed,
             admits=self._admits,
@@ -324,6 +331,10 @@ class Libp2pStack:
         host, pubsub, gossipsub = self._build()
         push = self._build_push(host, pubsub)
         self._push_mesh = push
+        guard = self.guard = InstanceGuard(host, self.peer_id, self._on_in_use)
+        guard.install()
+        cfg = self.config
+        relay = self._relay = RelaySupport(host, cfg.relay, cfg.bootstrap if cfg.relay_reserve else ())
         self._fault = trio.Event()
         self._first_seen.clear()
         listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self._bound_port}")
@@ -335,17 +346,21 @@ class Libp2pStack:
         ):
             subscription = await pubsub.subscribe(self.config.topic)
             self._remember_bound_port(host)
-            self.addr_snapshot = tuple(self._full_addr(a) for a in host.get_addrs())
+            self._own_addrs = tuple(self._full_addr(a) for a in host.get_addrs())
+            self.addr_snapshot = self._own_addrs
             first_round = trio.Event()
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._drain, subscription)
                     nursery.start_soon(self._dialer, host, first_round)
                     nursery.start_soon(self._watch, host, pubsub, gossipsub)
+                    nursery.start_soon(guard.run)
+                    nursery.start_soon(relay.run)
                     if push is not None:
-                        nursery.start_soon(push.run)
+                        nursery.start_soon(self._run_push, push, relay)
                     with trio.move_on_after(self.config.connect_timeout_s + 1.0):
                         await first_round.wait()
+                    await self._settle_identity(guard)
                     self._report_ready(None)
                     nursery.start_soon(self._publisher, host, pubsub, push)
                     await self._fault.wait()
@@ -353,6 +368,41 @@ class Libp2pStack:
             finally:
                 self._save_cache(force=True)
                 await self._close_host(host)
+
+    async def _run_push(self, push: PushMesh, relay: RelaySupport) -> None:
+        """A node behind a NAT opens its push streams (whose HELLO carries its addresses, once) after its
+        relay reservation, so peers learn its /p2p-circuit address; bounded by ``connect_timeout_s``."""
+        if self.config.relay_reserve:
+            with trio.move_on_after(self.config.connect_timeout_s * 2):
+                while not relay.circuit_addrs:
+                    await trio.sleep(0.05)
+            self.addr_snapshot = self._own_addrs + relay.circuit_addrs
+        await push.run()
+
+    def _connect_via(self, host: IHost) -> Callable[[PeerInfo], Awaitable[None]]:
+        """Dial with the relay's connect (which also dials /p2p-circuit addresses) once it exists."""
+
+        async def connect(info: PeerInfo) -> None:
+            relay = self._relay
+            await (relay.connect(info) if relay is not None else host.connect(info))
+
+        return connect
+
+    async def _settle_identity(self, guard: InstanceGuard) -> None:
+        """Before reporting ready: wait (bounded) for the first peers' answers to our instance hello, and
+        fail the start if one says this identity is already live on another node."""
+        if not self._ready_reported:
+            with trio.move_on_after(self.config.connect_timeout_s):
+                while not guard.settled() and self._in_use is None:
+                    await trio.sleep(0.02)
+        if self._in_use is not None and not self._ready_reported:
+            raise IdentityInUseError(self._in_use)
+
+    def _on_in_use(self, message: str) -> None:
+        if self._ready_reported:
+            logger.error("%s", message)
+        elif self._in_use is None:
+            self._in_use = message
 
     @staticmethod
     async def _close_host(host: IHost) -> None:
@@ -514,7 +564,7 @@ class Libp2pStack:
         ok = False
         with trio.move_on_after(self.config.connect_timeout_s):
             try:
-                await host.connect(PeerInfo(peer_id, addrs))
+                await self._connect_via(host)(PeerInfo(peer_id, addrs))
                 ok = True
             except Exception as exc:
                 logger.debug("dial %s failed: %r", key, exc)
@@ -551,6 +601,8 @@ class Libp2pStack:
             for gone in [p for p in self._first_seen if p not in live]:
                 del self._first_seen[gone]
             now = trio.current_time()
+            if self._relay is not None:
+                self.addr_snapshot = self._own_addrs + self._relay.circuit_addrs
             mesh = self._push_mesh
             self.counters.direct_peers = len(mesh.ready_peers()) if mesh is not None else 0
             self.counters.push_covers_members = mesh is not None and mesh.covers_all_members()

@@ -67,6 +67,7 @@ from libp2p.peer.id import ID
 from swarmrl.errors import ConfigError, TransportError
 from swarmrl.swarm.events import SwarmEvents
 from swarmrl.swarm.transports.base import EnvelopeHandler, PeerFilter, PeerState, Transport
+from swarmrl.swarm.transports.libp2p.instance import IdentityInUseError
 from swarmrl.swarm.transports.libp2p.settings import StackCallbacks, StackConfig, finite_positive, psk_to_hex
 from swarmrl.swarm.transports.libp2p.stack import OUTBOX_SIZE, Libp2pStack
 
@@ -169,6 +170,8 @@ class Libp2pTransport(Transport):
         max_pending_handshakes_per_address: int = 4,
         handshake_timeout_s: float = 5.0,
         push_frame_timeout_s: float = 10.0,
+        relay: bool = False,
+        relay_reserve: bool = False,
         events: SwarmEvents | None = None,
     ) -> None:
         if not swarm_id:
@@ -240,6 +243,8 @@ class Libp2pTransport(Transport):
             max_pending_handshakes_per_address=max_pending_handshakes_per_address,
             handshake_timeout_s=handshake_timeout_s,
             push_frame_timeout_s=push_frame_timeout_s,
+            relay=relay,
+            relay_reserve=relay_reserve,
             # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
             # receive path (rejected as 'oversized', charged to the peer) exactly as it would over gossip
             max_frame_bytes=MAX_MESSAGE_BYTES + 8 * 1024,
@@ -289,6 +294,10 @@ class Libp2pTransport(Transport):
             error = await asyncio.wait_for(ready, timeout=self._config.connect_timeout_s + 30.0)
         except TimeoutError:
             error = TimeoutError("libp2p stack did not come up in time")
+        in_use = _find_in_use(error)
+        if in_use is not None:
+            await self.close()
+            raise in_use
         if error is not None:
             await self.close()
             raise TransportError(
@@ -418,6 +427,18 @@ class Libp2pTransport(Transport):
             handler(data, peer)
         except Exception:
             logger.exception("libp2p receive handler failed for an envelope from %s", peer)
+
+
+def _find_in_use(error: BaseException | None) -> IdentityInUseError | None:
+    """The IdentityInUseError in ``error`` (trio wraps what a nursery body raises in an exception group)."""
+    if isinstance(error, IdentityInUseError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _find_in_use(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def _resolve(fut: asyncio.Future[BaseException | None], value: BaseException | None) -> None:
