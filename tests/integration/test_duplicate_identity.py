@@ -35,7 +35,9 @@ def test_a_second_node_with_a_live_identity_is_refused(tmp_path: Path) -> None:
         assert len(lines) == 1, out[-3000:]
         assert b.peer_id in lines[0] and "Traceback" not in out
 
-        wait_for(lambda: "two nodes are using one identity key" in a.log.read_text(), 30, "a to log the refusal")
+        wait_for(
+            lambda: "two nodes are using one identity key" in a.log.read_text(), 30, "a to log the refusal"
+        )
         # the live node is unharmed: it keeps trading with a
         before = a.accepted_from(b)
         round_b = b.round()
