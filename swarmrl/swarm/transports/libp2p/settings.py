@@ -59,6 +59,9 @@ class StackConfig:
     handshake_timeout_s: float = 5.0
     #: A push-stream frame must arrive whole within this long of its first byte.
     push_frame_timeout_s: float = 10.0
+    #: Bounded ingress (``swarm.ingress_groups_per_round`` > 0): own envelopes go only to the push peers that
+    #: did not decline them, never flooded through gossipsub while any push peer is there.
+    bounded_ingress: bool = False
 
 
 @dataclass
