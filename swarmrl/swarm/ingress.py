@@ -14,8 +14,8 @@ envelope is charged to the quota only after it verified (``Ingress.charge``), so
 honest sender's quota. Trust checks are unchanged: everything admitted still goes through the whole path.
 
 Small swarms keep working exactly as today: while the transport knows ``K`` members or fewer, the selection
-is "everyone" (``None``), the transport asks nothing of anyone and no quota applies (a node then hears from
-at most K senders anyway, each held to the per-sender rate limit).
+is "everyone" (``None``), the transport asks nothing of anyone and only the round's budget applies (no
+per-sender quota: a node hears from at most K senders then anyway).
 ``groups_per_round = 0`` turns the mechanism off (the old behaviour, every envelope to every node).
 """
 
@@ -104,9 +104,10 @@ class Ingress:
         return True
 
     def start_round(self, round_: int) -> None:
-        """A new local round: quotas start afresh; the previous selection stops being admitted one round
-        after the rotation (its envelopes already on their way have arrived by then)."""
-        if round_ != self._round:
+        """Round ``round_``'s window opens (the swarm calls it at the end of the previous round, when it
+        samples, and again, without effect, when it publishes): quotas start afresh; the previous selection
+        stops being admitted one round after the rotation (its envelopes on their way have arrived)."""
+        if round_ > self._round:
             self._round = round_
             self._used.clear()
             self._total = 0
@@ -115,7 +116,7 @@ class Ingress:
 
     def admits(self, sender: str) -> bool:
         """Before the signature check: may this sender's envelope be looked at this round?"""
-        if not self.bounding:
+        if not self.enabled:
             return True
         sel, prev = self.selection, self._previous
         if sel is not None and sender not in sel and prev is not None and sender not in prev:
@@ -129,7 +130,7 @@ class Ingress:
     def allowed_groups(self, sender: str, groups: int) -> int:
         """After the signature check: how many of ``groups`` fit in the sender's quota and the round's
         budget; charges them."""
-        if not self.bounding:
+        if not self.enabled:
             return groups
         used = self._used.get(sender, 0)
         room = min(self.quota() - used, self.settings.groups_per_round - self._total)

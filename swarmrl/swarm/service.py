@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from pathlib import Path
 
 from swarmrl.config import NodeConfig
@@ -123,9 +124,11 @@ class Swarm:
             random.Random(f"ingress:{cfg.node.seed}:{identity.peer_id_text}"),
             adm.max_tracked_peers,
         )
-        #: Envelopes and bytes handed to the receive path since start (before any check).
+        #: Envelopes and bytes handed to the receive path since start (before any check), and the thread CPU
+        #: seconds the receive path spent on them.
         self.received_envelopes = 0
         self.received_bytes = 0
+        self.receive_cpu_s = 0.0
         self.receiver = ReceivePath(
             ReceiveSettings(
                 swarm_id=sw.swarm_id,
@@ -261,7 +264,9 @@ class Swarm:
     def _on_envelope(self, data: bytes, via: str) -> None:
         self.received_envelopes += 1
         self.received_bytes += len(data)
+        start = time.thread_time()
         self.receiver.handle(data, via)
+        self.receive_cpu_s += time.thread_time() - start
 
     def rotate_ingress(self) -> None:
         """Bounded ingress: draw the senders to take from next, if due, and tell the transport (called at
@@ -285,6 +290,7 @@ class Swarm:
         self.pool.prune(self._round)
         chosen = self.sampler.sample(self.pool, j, rescore)
         self.rotate_ingress()
+        self.ingress.start_round(self._round + 1)  # what arrives from now on is for the next round
         if self._round - self._last_saved_round >= _SAVE_REPLAY_EVERY_ROUNDS:
             self._last_saved_round = self._round
             self.save_state()

@@ -113,7 +113,9 @@ class MemoryHub:
             self.delivered += 1
         return sent
 
-    def _link_delay(self, link: LinkModel, sender: MemoryTransport, receiver: MemoryTransport, size: int) -> float:
+    def _link_delay(
+        self, link: LinkModel, sender: MemoryTransport, receiver: MemoryTransport, size: int
+    ) -> float:
         """Seconds from now until ``receiver`` holds the bytes: uplink queue, latency, downlink queue."""
         now = self.now() if self.now is not None else asyncio.get_running_loop().time()
         leave = now
@@ -138,6 +140,7 @@ class MemoryTransport(Transport):
         self._handler: EnvelopeHandler | None = None
         self._admit: PeerFilter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._selection: frozenset[str] | None = None
         self.sent = 0
 
     async def start(self) -> None:
@@ -145,7 +148,7 @@ class MemoryTransport(Transport):
             raise TransportError(f"peer id {self.peer_id} is already attached to this memory hub")
         self._loop = asyncio.get_running_loop()
         self.hub.transports[self.peer_id] = self
-        self.hub.select(self.peer_id, None)
+        self.hub.select(self.peer_id, self._selection)  # kept across close and start (churn)
 
     async def publish(self, data: bytes) -> None:
         if self._loop is None:
@@ -175,6 +178,7 @@ class MemoryTransport(Transport):
         return [p for p in self.hub.transports if p != self.peer_id and self._admits(p)]
 
     def select_senders(self, senders: frozenset[str] | None) -> None:
+        self._selection = senders
         if self.hub.transports.get(self.peer_id) is self:
             self.hub.select(self.peer_id, senders)
 
