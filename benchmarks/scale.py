@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gossip import OUR_SETTINGS, Cluster  # noqa: E402
 
-from swarmrl.apps.simulate import SimSettings, simulate  # noqa: E402
+from swarmrl.apps.simulate import SimSettings, Simulation  # noqa: E402
 
 #: Relative tolerance of the validation (simulator vs processes) per figure, and absolute for shares.
 TOLERANCE = {"bytes": 0.10, "envelopes": 0.10, "groups": 0.10, "diversity_abs": 0.10, "duplicates_abs": 0.5}
@@ -152,8 +152,8 @@ async def run_real(n: int, budget: int, args: argparse.Namespace, work: Path) ->
     }
 
 
-def run_sim(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    r = simulate(
+async def run_sim(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    r = await Simulation(
         SimSettings(
             nodes=n,
             rounds=args.rounds + args.warmup,
@@ -170,7 +170,7 @@ def run_sim(n: int, args: argparse.Namespace) -> dict[str, Any]:
             churn=0.0,
             seed=n,
         )
-    )
+    ).run()
     return {
         "nodes": n,
         "bytes_per_round": r["ingress_bytes_per_round"]["mean"],
@@ -273,7 +273,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["validate"] = []
             for n in [int(x) for x in args.validate_nodes.split(",")]:
                 real = await run_real(n, args.budget, args, work)
-                sim = run_sim(n, args)
+                sim = await run_sim(n, args)
                 v = {"nodes": n, "sim": sim, "real": real, "within": verdict(sim, real)}
                 print(json.dumps(v), file=sys.stderr, flush=True)
                 result["validate"].append(v)
