@@ -7,15 +7,19 @@ senders (and only those) for their envelopes; a sender pushes its own envelopes 
 selected it (and to old nodes that never select, which take everything as before). So a node receives the
 envelopes of K senders per round instead of N - 1.
 
-The receive path enforces the same choice before any signature work (``Ingress.admits``): an envelope whose
-signed sender is not in the current or previous selection, or whose sender has already used its quota of
-``ceil(groups_per_round / selected)`` groups this round, is dropped uncharged (reason ``over_budget``). An
-envelope is charged to the quota only after it verified (``Ingress.charge``), so a forger cannot use up an
-honest sender's quota. Trust checks are unchanged: everything admitted still goes through the whole path.
+The receive path enforces the same choice: before any signature work, an envelope whose signed sender is not
+in the current or previous selection is dropped uncharged (reason ``over_budget``, ``Ingress.selected``);
+after the signature and the per-sender rate limit (so a flooder is still charged ``rate_limited`` as
+before), an envelope whose sender has used its quota of ``ceil(groups_per_round / senders taken from)``
+groups this round, or that finds the round's budget spent, is dropped uncharged too (``Ingress.admits``), and
+the groups of the last envelope that fits are cut to the quota (``Ingress.allowed_groups``). Quotas are
+charged only after the signature verified, so a forger cannot use up an honest sender's quota. Every other
+trust check is unchanged.
 
 Small swarms keep working exactly as today: while the transport knows ``K`` members or fewer, the selection
-is "everyone" (``None``), the transport asks nothing of anyone and only the round's budget applies (no
-per-sender quota: a node hears from at most K senders then anyway).
+is "everyone" (``None``), the transport asks nothing of anyone, and the budget is split among the members
+known at the last draw (with the defaults, B = 32 and K = 8, that is 4 groups or more per sender per round:
+today's ``publish_groups``).
 ``groups_per_round = 0`` turns the mechanism off (the old behaviour, every envelope to every node).
 """
 
@@ -62,6 +66,7 @@ class Ingress:
         self._round = 0
         self._used: dict[str, int] = {}
         self._total = 0
+        self._known = 0
         self.counters = IngressCounters()
 
     @property
@@ -75,9 +80,8 @@ class Ingress:
 
     def quota(self) -> int:
         """Groups one selected sender may bring per round: the budget split among the selected senders."""
-        if not self.selection:
-            return self.settings.groups_per_round
-        return max(1, math.ceil(self.settings.groups_per_round / len(self.selection)))
+        share = len(self.selection) if self.selection else min(self.settings.senders, self._known)
+        return max(1, math.ceil(self.settings.groups_per_round / max(1, share)))
 
     def rotate(self, round_: int, members: Iterable[str]) -> bool:
         """Draw a new selection if one is due at ``round_`` (or the swarm grew past K, or chosen senders
@@ -85,6 +89,7 @@ class Ingress:
         if not self.enabled:
             return False
         known = set(members)
+        self._known = len(known)
         k = self.settings.senders
         if len(known) <= k:
             new: frozenset[str] | None = None
@@ -114,14 +119,20 @@ class Ingress:
             if self._last_rotation is not None and round_ > self._last_rotation + 1:
                 self._previous = self.selection
 
-    def admits(self, sender: str) -> bool:
-        """Before the signature check: may this sender's envelope be looked at this round?"""
+    def selected(self, sender: str) -> bool:
+        """Before the signature check: is this a sender this node chose (or chose last round)?"""
         if not self.enabled:
             return True
         sel, prev = self.selection, self._previous
         if sel is not None and sender not in sel and prev is not None and sender not in prev:
             self.counters.dropped_not_selected += 1
             return False
+        return True
+
+    def admits(self, sender: str) -> bool:
+        """After the signature and rate checks: has the sender quota left, and the round room?"""
+        if not self.enabled:
+            return True
         if self._total >= self.settings.groups_per_round or self._used.get(sender, 0) >= self.quota():
             self.counters.dropped_over_quota += 1
             return False

@@ -17,16 +17,19 @@ def ingress(budget: int = 32, senders: int = 8, rotate: int = 1) -> Ingress:
     return Ingress(IngressSettings(budget, senders, rotate), random.Random(1))
 
 
-def test_small_swarm_takes_everyone_with_only_the_round_budget() -> None:
+def test_small_swarm_takes_everyone_and_splits_the_budget_among_them() -> None:
     ing = ingress()
-    assert not ing.rotate(0, MEMBERS[:8])  # 8 members = K: everyone, nothing to tell the transport
-    assert ing.selection is None and ing.quota() == 32
-    assert all(ing.admits(p) for p in MEMBERS)  # even a newcomer
-    assert ing.allowed_groups("peer00", 30) == 30
-    assert ing.allowed_groups("peer01", 5) == 2  # the round's budget
-    assert not ing.admits("peer02")
+    assert not ing.rotate(0, MEMBERS[:2])  # 2 members <= K: everyone, nothing to tell the transport
+    assert ing.selection is None and ing.quota() == 16
+    assert all(ing.selected(p) for p in MEMBERS)  # even a newcomer
+    assert ing.allowed_groups("peer00", 20) == 16
+    assert not ing.admits("peer00")  # its quota is spent; peer01 still has its share
+    assert ing.admits("peer01") and ing.allowed_groups("peer01", 16) == 16
+    assert not ing.admits("peer02")  # the round's budget is spent
     ing.start_round(1)
     assert ing.admits("peer02")
+    ing.rotate(1, MEMBERS[:8])
+    assert ing.quota() == 4  # the default budget over the default K: today's publish_groups
 
 
 def test_selection_is_uniform_and_quota_bounds_each_sender() -> None:
@@ -38,10 +41,10 @@ def test_selection_is_uniform_and_quota_bounds_each_sender() -> None:
     ing.start_round(1)
     ing.start_round(2)  # one round after the rotation the old "everyone" is no longer admitted
     outsider = next(p for p in MEMBERS if p not in sel)
-    assert not ing.admits(outsider)
+    assert not ing.selected(outsider)
     chosen = sorted(sel)[0]
-    assert ing.admits(chosen) and ing.allowed_groups(chosen, 6) == 4
-    assert not ing.admits(chosen)  # quota used: dropped before any signature work
+    assert ing.selected(chosen) and ing.admits(chosen) and ing.allowed_groups(chosen, 6) == 4
+    assert not ing.admits(chosen)  # quota used
     # fairness: over many rotations every member is picked about K/M of the time
     for r in range(3, 2003):
         ing.rotate(r, MEMBERS)
@@ -61,9 +64,9 @@ def test_previous_selection_stays_admitted_for_one_round() -> None:
     ing.rotate(2, MEMBERS)
     ing.start_round(3)
     gone = [p for p in first if ing.selection is not None and p not in ing.selection]
-    assert gone and ing.admits(gone[0])  # envelopes already on their way
+    assert gone and ing.selected(gone[0])  # envelopes already on their way
     ing.start_round(4)
-    assert not ing.admits(gone[0])
+    assert not ing.selected(gone[0])
 
 
 def test_departed_senders_are_replaced_before_the_rotation_is_due() -> None:
@@ -79,7 +82,7 @@ def test_departed_senders_are_replaced_before_the_rotation_is_due() -> None:
 def test_zero_budget_is_the_old_behaviour() -> None:
     ing = ingress(budget=0)
     assert not ing.rotate(0, MEMBERS) and ing.selection is None
-    assert ing.admits("x") and ing.allowed_groups("x", 10_000) == 10_000
+    assert ing.selected("x") and ing.admits("x") and ing.allowed_groups("x", 10_000) == 10_000
 
 
 def test_memory_hub_delivers_only_to_receivers_that_selected_the_sender() -> None:
