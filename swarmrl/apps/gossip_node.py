@@ -111,13 +111,15 @@ class SyntheticBatches:
         self._identity = identity
         self._swarm_id = swarm_id
         self._source = source
+        self._filler: str
+        self._sizes: dict[int, list[int]]
         if like is not None:
             self._filler, self._sizes = like._filler, like._sizes
             return
         rng = random.Random(seed)
         letters = "abcdefghijklmnopqrstuvwxyz0123456789 "
         self._filler = "".join(rng.choices(letters, k=4 * _MAX_COMPLETION_CHARS))
-        self._sizes: dict[int, list[int]] = {}
+        self._sizes = {}
 
     def group(self, tag: int, index: int, envelope_bytes: int) -> RolloutGroup:
         """One group whose sealed single-group envelope is within a few bytes of ``envelope_bytes``."""

@@ -145,7 +145,7 @@ class Simulation:
         self.nodes: list[_Node] = []
         self.rows: list[dict[str, float]] = []  # one per (node, measured round)
 
-    def _later(self, delay: float, callback: Callable[[], None]) -> None:
+    def _later(self, delay: float, callback: Callable[[], object]) -> None:
         heapq.heappush(self._heap, (self.clock.t + max(0.0, delay), next(self._order), callback))
 
     def _build(self, index: int) -> _Node:
