@@ -75,20 +75,21 @@ def scrape(url: str) -> tuple[int, dict[str, float]]:
 def dir_sizes(data_dir: Path) -> dict[str, int]:
     out = {kind: 0 for kind in FILES}
     total = 0
-    for path in data_dir.rglob("*"):
-        try:
-            if not path.is_file():
+    # os.walk skips a directory removed while walking (an old checkpoint), where Path.rglob raises
+    for root, _dirs, names in os.walk(data_dir, onerror=lambda _exc: None):
+        for fname in names:
+            path = Path(root) / fname
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # a checkpoint or rotated file removed while walking
                 continue
-            size = path.stat().st_size
-        except FileNotFoundError:  # a checkpoint or rotated file removed while walking
-            continue
-        total += size
-        for kind, name in FILES.items():
-            ours = path.name == name or (
-                path.name.startswith(name + ".") and path.name[len(name) + 1 :].isdigit()
-            )
-            if path.parent == data_dir and ours:
-                out[kind] += size
+            total += size
+            for kind, name in FILES.items():
+                ours = path.name == name or (
+                    path.name.startswith(name + ".") and path.name[len(name) + 1 :].isdigit()
+                )
+                if path.parent == data_dir and ours:
+                    out[kind] += size
     out["total"] = total
     return out
 

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from swarmrl.node.journal import read_journal
+from swarmrl.node.journal import read_rounds
+from swarmrl.node.records import RoundRecord
 
 
-def run(data: Path, seed: int, rounds: int, staleness: int) -> tuple[list[dict[str, Any]], float]:
+def run(data: Path, seed: int, rounds: int, staleness: int) -> tuple[list[RoundRecord], float]:
     """The run's journal records and the wall time of the whole command (start-up and exit included)."""
     cmd = [
         sys.executable,
@@ -48,23 +49,23 @@ def run(data: Path, seed: int, rounds: int, staleness: int) -> tuple[list[dict[s
     ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
-    return read_journal(data / "journal.log"), time.perf_counter() - t0
+    return read_rounds(data / "journal.log"), time.perf_counter() - t0
 
 
-def summarise(records: list[dict[str, Any]], process_s: float) -> dict[str, float]:
-    wall = records[-1]["time"] - records[0]["time"]
+def summarise(records: list[RoundRecord], process_s: float) -> dict[str, float]:
+    wall = records[-1].time - records[0].time
     return {
         "wall_s": wall,
         "process_s": process_s,
-        "reward_last20": statistics.fmean(r["reward_mean"] for r in records[-20:]),
+        "reward_last20": statistics.fmean(r.reward_mean for r in records[-20:]),
     }
 
 
-def reach(records: list[dict[str, Any]], target: float, window: int = 20) -> tuple[int | None, float | None]:
-    rewards = [r["reward_mean"] for r in records]
+def reach(records: list[RoundRecord], target: float, window: int = 20) -> tuple[int | None, float | None]:
+    rewards = [r.reward_mean for r in records]
     for i in range(window - 1, len(rewards)):
         if statistics.fmean(rewards[i - window + 1 : i + 1]) >= target:
-            return records[i]["round"], records[i]["time"] - records[0]["time"]
+            return records[i].round, records[i].time - records[0].time
     return None, None
 
 

@@ -16,6 +16,11 @@ class ConfigError(SwarmRLError):
         super().__init__(f"config error at '{field}': {message}")
 
 
+class InvalidValue(SwarmRLError, ValueError):
+    """An argument or config value outside what is accepted. Also a ``ValueError``, so pydantic validators
+    that raise it report it under the offending field's path."""
+
+
 class TaskError(SwarmRLError):
     """A task source cannot produce or regenerate a task."""
 

@@ -6,7 +6,7 @@ the same datasource, node filter and layout rules. Edit the panel list below, th
     python deploy/grafana/build_dashboard.py            # rewrite dashboards/swarm.json
     python deploy/grafana/build_dashboard.py --check    # exit 1 if swarm.json is out of date (tests do this)
 
-Metric names are the contract of DESIGN.md section 7; ``tests/unit/deploy`` checks that every name used here
+Metric names are the contract of docs/design.md section 7; ``tests/unit/deploy`` checks that every name used here
 is exported by a node.
 """
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from swarmrl.config import NodeConfig, load_config, parse_override
-from swarmrl.errors import ConfigError, NodeError, SwarmRLError
+from swarmrl.errors import ConfigError, InvalidValue, NodeError, SwarmRLError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol.types import Completion, PolicyInfo, RolloutGroup
 from swarmrl.swarm.events import CountingEvents
@@ -347,7 +347,7 @@ class ControlLoop:
             try:
                 msg = json.loads(line)
                 if not isinstance(msg, dict):
-                    raise ValueError("a command must be a JSON object")
+                    raise InvalidValue("a command must be a JSON object")
                 cmd = str(msg.get("cmd", ""))
             except ValueError as exc:
                 self.emit("error", message=f"bad command line: {exc}")

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from swarmrl.errors import ConfigError, JournalError
-from swarmrl.node.journal import read_journal
+from swarmrl.node.journal import read_rounds
+from swarmrl.node.records import RoundRecord
 
 JOURNAL_NAME = "journal.log"
 #: Image formats the report can be written as (by the output file's suffix).
@@ -89,7 +90,7 @@ def _num(value: Any) -> float:
     return float(value)
 
 
-def load_rounds(data_dir: Path) -> list[dict[str, Any]]:
+def load_rounds(data_dir: Path) -> list[RoundRecord]:
     """The round records of ``data_dir``'s journal, in round order.
 
     Raises ``ConfigError`` (exit 2) when there is no journal (wrong ``--data-dir``) and ``JournalError``
@@ -103,30 +104,29 @@ def load_rounds(data_dir: Path) -> list[dict[str, Any]]:
             "--data-dir",
             f"no journal at '{path}': pass the data directory of a node that has run at least one round",
         )
-    records = [r for r in read_journal(path) if r.get("kind", "round") == "round" and "round" in r]
+    records = read_rounds(path)
     if not records:
         raise JournalError(
             f"the journal '{path}' holds no complete round yet: let the node finish a round, then retry"
         )
-    by_round = {int(r["round"]): r for r in records}  # a resumed run rewrites rounds: keep the last
+    by_round = {r.round: r for r in records}  # a resumed run rewrites rounds: keep the last
     return [by_round[k] for k in sorted(by_round)]
 
 
-def to_series(records: list[dict[str, Any]]) -> Series:
+def to_series(records: list[RoundRecord]) -> Series:
     """Columns of the round records (see module docstring for what each panel uses)."""
 
     def col(key: str) -> np.ndarray:
-        return np.array([_num(r.get(key)) for r in records], dtype=float)
+        return np.array([_num(getattr(r, key)) for r in records], dtype=float)
 
-    module_names = sorted({str(k) for r in records for k in (r.get("modules") or {})})
+    module_names = sorted({str(k) for r in records for k in r.modules})
     modules = {
-        name: np.array([_num((r.get("modules") or {}).get(name)) for r in records], dtype=float)
-        for name in module_names
+        name: np.array([_num(r.modules.get(name)) for r in records], dtype=float) for name in module_names
     }
-    evals = [(int(r["round"]), _num(r.get("eval_accuracy"))) for r in records]
+    evals = [(r.round, _num(r.eval_accuracy)) for r in records]
     evals = [(k, v) for k, v in evals if not math.isnan(v)]
     return Series(
-        rounds=np.array([int(r["round"]) for r in records], dtype=float),
+        rounds=np.array([r.round for r in records], dtype=float),
         reward=col("reward_mean"),
         accuracy=col("accuracy"),
         local_groups=np.nan_to_num(col("local_groups")),
@@ -139,7 +139,7 @@ def to_series(records: list[dict[str, Any]]) -> Series:
         eval_rounds=np.array([k for k, _ in evals], dtype=float),
         eval_accuracy=np.array([v for _, v in evals], dtype=float),
         modules=modules,
-        policy_version=int(_num(records[-1].get("policy_version")) or 0),
+        policy_version=records[-1].policy_version,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from swarmrl.config.base import Section
+from swarmrl.errors import InvalidValue
 
 EMBEDDED_MODEL = "tiny-default"
 
@@ -120,10 +121,10 @@ class NodeSection(Section):
         items = [x.strip().lower() if isinstance(x, str) else x for x in items]
         if "none" in items:
             if len(items) > 1:
-                raise ValueError("'none' cannot be combined with other trackers")
+                raise InvalidValue("'none' cannot be combined with other trackers")
             return []
         if len(set(items)) != len(items):
-            raise ValueError(f"lists a tracker twice: {items}")
+            raise InvalidValue(f"lists a tracker twice: {items}")
         return items
 
 
@@ -155,7 +156,7 @@ class TinyModelSection(Section):
     @model_validator(mode="after")
     def _heads_divide(self) -> TinyModelSection:
         if self.hidden_size % self.heads:
-            raise ValueError(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
+            raise InvalidValue(f"heads ({self.heads}) must divide hidden_size ({self.hidden_size})")
         return self
 
 
@@ -201,35 +202,35 @@ class ModelSection(Section):
     @classmethod
     def _module_names(cls, value: list[str] | str) -> list[str] | str:
         if isinstance(value, str) and value != "all-linear":
-            raise ValueError(f"use 'all-linear' or a list of module names, not {value!r}")
+            raise InvalidValue(f"use 'all-linear' or a list of module names, not {value!r}")
         if isinstance(value, list):
             if not value:
-                raise ValueError("must name at least one module, or be 'all-linear'")
+                raise InvalidValue("must name at least one module, or be 'all-linear'")
             for name in value:
                 if not re.fullmatch(r"[A-Za-z0-9_.]+", name):
-                    raise ValueError(f"'{name}' is not a module name (letters, digits, '_' and '.')")
+                    raise InvalidValue(f"'{name}' is not a module name (letters, digits, '_' and '.')")
         return value
 
     @field_validator("name")
     @classmethod
     def _model_exists(cls, value: str) -> str:
         if not value.strip():
-            raise ValueError("must not be empty; use 'tiny-default', a hub id or a local directory")
+            raise InvalidValue("must not be empty; use 'tiny-default', a hub id or a local directory")
         if value == EMBEDDED_MODEL:
             return value
         if _looks_like_path(value) or Path(value).expanduser().exists():
             path = Path(value).expanduser()
             if not path.is_dir():
-                raise ValueError(
+                raise InvalidValue(
                     f"model path '{value}' does not exist; pass an existing directory or a hub id"
                 )
             if not (path / "config.json").is_file():
-                raise ValueError(
+                raise InvalidValue(
                     f"model directory '{value}' has no config.json; save it with model.save_pretrained()"
                 )
             return value
         if value.count("/") > 1 or " " in value:
-            raise ValueError(f"'{value}' is neither a hub id ('org/name') nor an existing directory")
+            raise InvalidValue(f"'{value}' is neither a hub id ('org/name') nor an existing directory")
         return value
 
 
@@ -261,7 +262,7 @@ class TaskSourceSpec(Section):
         plugins = sorted(ep.name for ep in entry_points(group=TASK_ENTRY_POINT_GROUP))
         if value not in plugins:
             names = ", ".join([*BUILTIN_TASK_SOURCES, *plugins])
-            raise ValueError(f"unknown task source '{value}'; use one of {names} (or install its plugin)")
+            raise InvalidValue(f"unknown task source '{value}'; use one of {names} (or install its plugin)")
         return value
 
 

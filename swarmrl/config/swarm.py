@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from swarmrl.config.base import Section
+from swarmrl.errors import InvalidValue
 
 
 class AdaptiveSection(Section):
@@ -184,7 +185,7 @@ class AdmissionSection(Section):
     def _no_blank_ids(cls, value: list[str]) -> list[str]:
         cleaned = [v.strip() for v in value]
         if any(not v for v in cleaned):
-            raise ValueError("allowlist entries must be non-empty peer ids")
+            raise InvalidValue("allowlist entries must be non-empty peer ids")
         return cleaned
 
 
@@ -252,11 +253,11 @@ class GrpcSection(Section):
     def _tls_complete(self) -> GrpcSection:
         given = [p is not None for p in (self.tls_ca, self.tls_cert, self.tls_key)]
         if any(given) and not all(given):
-            raise ValueError("mutual TLS needs all of tls_ca, tls_cert and tls_key (or none of them)")
+            raise InvalidValue("mutual TLS needs all of tls_ca, tls_cert and tls_key (or none of them)")
         if self.reconnect_max_s < self.reconnect_min_s:
-            raise ValueError("reconnect_max_s must be >= reconnect_min_s")
+            raise InvalidValue("reconnect_max_s must be >= reconnect_min_s")
         if self.keepalive_s >= self.idle_timeout_s:
-            raise ValueError("keepalive_s must be below idle_timeout_s (or idle links would be closed)")
+            raise InvalidValue("keepalive_s must be below idle_timeout_s (or idle links would be closed)")
         return self
 
     @field_validator("static_peers")
@@ -265,7 +266,7 @@ class GrpcSection(Section):
         for addr in value:
             host, sep, port = addr.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"static peer {addr!r} must look like 'host:port'")
+                raise InvalidValue(f"static peer {addr!r} must look like 'host:port'")
         return value
 
 

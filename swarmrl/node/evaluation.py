@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from swarmrl.errors import InvalidValue
 from swarmrl.rewards import Sample
 from swarmrl.rewards.builtin import ExactMatch
 from swarmrl.tasks import Task
@@ -33,7 +34,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     Computed as 1 - prod_{i=n-c+1..n} (1 - k/i), which avoids huge binomials.
     """
     if n < 1 or not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 1 <= k <= n and 0 <= c <= n (got n={n}, c={c}, k={k})")
+        raise InvalidValue(f"pass@k needs 1 <= k <= n and 0 <= c <= n (got n={n}, c={c}, k={k})")
     if n - c < k:
         return 1.0
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
@@ -67,7 +68,7 @@ class EvalSettings:
         ks = self.ks or default_ks(self.samples)
         bad = [k for k in ks if not 1 <= k <= self.samples]
         if bad:
-            raise ValueError(f"k must be between 1 and the number of samples ({self.samples}), got {bad}")
+            raise InvalidValue(f"k must be between 1 and the number of samples ({self.samples}), got {bad}")
         return tuple(sorted(set(ks)))
 
 

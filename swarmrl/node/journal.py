@@ -28,6 +28,7 @@ from typing import IO, Any
 import msgpack
 
 from swarmrl.errors import JournalError
+from swarmrl.node.records import RoundRecord, rounds_of
 
 log = logging.getLogger(__name__)
 HEADER = struct.Struct("<II")
@@ -113,6 +114,11 @@ def segments(path: Path) -> list[Path]:
 def read_journal(path: Path) -> list[dict[str, Any]]:
     """Every good record of a journal, rotated files included, oldest first."""
     return [record for seg in segments(path) for record, _ in iter_records(seg)]
+
+
+def read_rounds(path: Path) -> list[RoundRecord]:
+    """The round records of a journal (rotated files included), oldest first, as typed records."""
+    return rounds_of(read_journal(path))
 
 
 class Journal:

@@ -1,4 +1,4 @@
-"""Per-node Prometheus metrics (names are a contract: see DESIGN.md section 7) and the HTTP endpoint."""
+"""Per-node Prometheus metrics (names are a contract: see docs/design.md section 7) and the HTTP endpoint."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from swarmrl.config import NodeConfig
 from swarmrl.config.sections import EMBEDDED_MODEL
+from swarmrl.node.records import rounds_of
 
 
 @dataclass(frozen=True)
@@ -39,25 +40,25 @@ def _mean(values: list[float]) -> float | None:
 
 def journal_summary(records: list[dict[str, Any]], up_to: int) -> dict[str, Any]:
     """Reward, accuracy, groups and the last evaluation of the rounds up to the exported checkpoint."""
-    rounds = [r for r in records if r.get("kind") == "round" and int(r.get("round", 0)) <= up_to]
+    rounds = [r for r in rounds_of(records) if r.round <= up_to]
     window = max(1, min(20, len(rounds) // 4 or 1))
     first, last = rounds[:window], rounds[-window:]
-    evals = [r for r in rounds if r.get("eval_accuracy") is not None]
+    evals = [r for r in rounds if r.eval_accuracy is not None]
     last_eval = evals[-1] if evals else None
     return {
         "rounds": len(rounds),
         "window": window,
-        "reward_first": _mean([float(r["reward_mean"]) for r in first]),
-        "reward_last": _mean([float(r["reward_mean"]) for r in last]),
-        "accuracy_first": _mean([float(r["accuracy"]) for r in first]),
-        "accuracy_last": _mean([float(r["accuracy"]) for r in last]),
-        "local_groups": sum(int(r.get("local_groups", 0)) for r in rounds),
-        "external_groups": sum(int(r.get("external_groups", 0)) for r in rounds),
-        "eval_round": int(last_eval["round"]) if last_eval else None,
-        "eval_accuracy": float(last_eval["eval_accuracy"]) if last_eval else None,
-        "eval_by_source": dict(last_eval.get("eval_by_source") or {}) if last_eval else {},
-        "first_eval_accuracy": float(evals[0]["eval_accuracy"]) if evals else None,
-        "first_eval_round": int(evals[0]["round"]) if evals else None,
+        "reward_first": _mean([r.reward_mean for r in first]),
+        "reward_last": _mean([r.reward_mean for r in last]),
+        "accuracy_first": _mean([r.accuracy for r in first]),
+        "accuracy_last": _mean([r.accuracy for r in last]),
+        "local_groups": sum(r.local_groups for r in rounds),
+        "external_groups": sum(r.external_groups for r in rounds),
+        "eval_round": last_eval.round if last_eval else None,
+        "eval_accuracy": last_eval.eval_accuracy if last_eval else None,
+        "eval_by_source": dict(last_eval.eval_by_source or {}) if last_eval else {},
+        "first_eval_accuracy": evals[0].eval_accuracy if evals else None,
+        "first_eval_round": evals[0].round if evals else None,
     }
 
 

@@ -66,6 +66,14 @@ class Node(Parts):
         self._last_external = 0  # external groups trained on last round (predicts the next shortfall)
         self.last_eval: EvalResult | None = None
 
+    def assemble(self) -> None:
+        """Build every part from the config and resume from the newest checkpoint (``start`` does this;
+        tools and tests may call it to inspect a resumed node without running it)."""
+        worker, self._gen_worker = self._gen_worker, None
+        assemble(self, worker)
+        self.swarm = build_swarm(self.cfg, self.data_dir, self.tasks.resolve, self.metrics, self.hub)
+        self._assembled = True
+
     @property
     def last_checkpoint(self) -> Path | None:
         return self.checkpoints.last if self._assembled else None
@@ -202,9 +210,9 @@ class Node(Parts):
         self.metrics.observe_round(rec)
         self.metrics.pool_groups.set(self.swarm.pool_size())
         self.swarm.observe_round(rec.reward_mean, rec.zero_variance_fraction, rec.external_groups)
-        self.progress.update(rec.as_dict())
+        self.progress.update(rec)
         if self.tracking is not None:
-            self.tracking.round(rec.as_dict(), own)
+            self.tracking.round(rec, own)
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -244,10 +252,7 @@ class Node(Parts):
         if self._healthy:
             return
         self._install_signals()
-        worker, self._gen_worker = self._gen_worker, None
-        await asyncio.to_thread(assemble, self, worker)
-        self.swarm = build_swarm(self.cfg, self.data_dir, self.tasks.resolve, self.metrics, self.hub)
-        self._assembled = True
+        await asyncio.to_thread(self.assemble)
         cfg = self.cfg
         if cfg.node.metrics_port >= 0:
             try:

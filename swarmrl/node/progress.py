@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmrl.node.logs import json_logging_active
+from swarmrl.node.records import RoundRecord
 
 log = logging.getLogger("swarmrl.progress")
 
@@ -28,36 +29,36 @@ log = logging.getLogger("swarmrl.progress")
 SUMMARY_WINDOW = 20
 
 
-def format_round(rec: dict[str, Any], total: int) -> str:
+def format_round(rec: RoundRecord, total: int) -> str:
     of = f"/{total}" if total else ""
-    return " | ".join([f"round {rec['round']}{of}", format_figures(rec)])
+    return " | ".join([f"round {rec.round}{of}", format_figures(rec)])
 
 
-def format_figures(rec: dict[str, Any]) -> str:
+def format_figures(rec: RoundRecord) -> str:
     parts = [
-        f"v{rec['policy_version']}",
-        f"reward {rec['reward_mean']:.3f}",
-        f"acc {rec['accuracy']:.3f}",
-        f"zero-var {rec['zero_variance_fraction']:.2f}",
-        f"loss {rec['loss']:+.4f}",
-        f"clip {rec['clip_fraction']:.3f}",
-        f"gen {rec['tokens_per_second']:.0f} tok/s",
-        f"step {rec['train_seconds']:.2f}s",
+        f"v{rec.policy_version}",
+        f"reward {rec.reward_mean:.3f}",
+        f"acc {rec.accuracy:.3f}",
+        f"zero-var {rec.zero_variance_fraction:.2f}",
+        f"loss {rec.loss:+.4f}",
+        f"clip {rec.clip_fraction:.3f}",
+        f"gen {rec.tokens_per_second:.0f} tok/s",
+        f"step {rec.train_seconds:.2f}s",
     ]
-    if rec.get("external_groups"):
-        parts.append(f"ext {rec['external_groups']}")
-    if rec.get("eval_accuracy") is not None:
-        parts.append(f"eval {rec['eval_accuracy']:.3f}")
+    if rec.external_groups:
+        parts.append(f"ext {rec.external_groups}")
+    if rec.eval_accuracy is not None:
+        parts.append(f"eval {rec.eval_accuracy:.3f}")
     return " | ".join(parts)
 
 
-def format_short(rec: dict[str, Any]) -> str:
+def format_short(rec: RoundRecord) -> str:
     """The figures beside the bar (kept short so the bar fits an 80-column terminal)."""
-    parts = [f"reward {rec['reward_mean']:.3f}", f"acc {rec['accuracy']:.3f}"]
-    if rec.get("external_groups"):
-        parts.append(f"ext {rec['external_groups']}")
-    if rec.get("eval_accuracy") is not None:
-        parts.append(f"eval {rec['eval_accuracy']:.3f}")
+    parts = [f"reward {rec.reward_mean:.3f}", f"acc {rec.accuracy:.3f}"]
+    if rec.external_groups:
+        parts.append(f"ext {rec.external_groups}")
+    if rec.eval_accuracy is not None:
+        parts.append(f"eval {rec.eval_accuracy:.3f}")
     return " ".join(parts)
 
 
@@ -84,17 +85,17 @@ class RunSummary:
     last_eval: tuple[int, float] | None = None
     policy_version: int = 0
 
-    def add(self, rec: dict[str, Any]) -> None:
-        r = int(rec["round"])
+    def add(self, rec: RoundRecord) -> None:
+        r = rec.round
         self.first_round = self.first_round or r
         self.last_round = r
         self.rounds += 1
-        self.policy_version = int(rec.get("policy_version") or 0)
-        reward = float(rec.get("reward_mean") or 0.0)
+        self.policy_version = rec.policy_version
+        reward = rec.reward_mean
         if len(self.first_rewards) < SUMMARY_WINDOW:
             self.first_rewards.append(reward)
         self.last_rewards.append(reward)
-        acc = rec.get("eval_accuracy")
+        acc = rec.eval_accuracy
         if acc is not None and math.isfinite(float(acc)):
             self.first_eval = self.first_eval or (r, float(acc))
             self.last_eval = (r, float(acc))
@@ -152,7 +153,7 @@ class Progress:
         self._start_round = 0
         self._t0 = time.monotonic()
 
-    def _start(self, rec: dict[str, Any]) -> None:
+    def _start(self, rec: RoundRecord) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -181,16 +182,16 @@ class Progress:
         self._task = self._bar.add_task(
             self.name,
             total=self.total or None,
-            completed=int(rec["round"]),
+            completed=rec.round,
             rate="",
             figures=self._figures(rec),
         )
         self._bar.start()
 
-    def _figures(self, rec: dict[str, Any]) -> str:
+    def _figures(self, rec: RoundRecord) -> str:
         """Only the figures give way on a narrow terminal (cut with an ellipsis); bar, count, rate, ETA stay."""
         text = format_short(rec)
-        digits = len(str(self.total or rec["round"]))
+        digits = len(str(self.total or rec.round))
         room = self._bar.console.width - len(self.name) - 2 * digits - 53
         return text if len(text) <= room else text[: max(0, room - 1)] + "…"
 
@@ -198,8 +199,8 @@ class Progress:
         elapsed = time.monotonic() - self._t0
         return (round_ - self._start_round) / elapsed if elapsed > 0 and round_ > self._start_round else 0.0
 
-    def update(self, rec: dict[str, Any]) -> None:
-        round_ = int(rec["round"])
+    def update(self, rec: RoundRecord) -> None:
+        round_ = rec.round
         if not self.summary.rounds:
             # The rate counts the rounds after the first one (its duration is not known here).
             self._t0, self._start_round = time.monotonic(), round_
@@ -214,7 +215,7 @@ class Progress:
                 rate=f"{rate:.2f} r/s" if rate else "",
                 figures=self._figures(rec),
             )
-            if rec.get("eval_accuracy") is not None:
+            if rec.eval_accuracy is not None:
                 self._bar.console.print(format_round(rec, self.total), highlight=False, soft_wrap=True)
             return
         line = format_round(rec, self.total)

@@ -1,8 +1,8 @@
 """``RoundRecord``: what one round did, as one typed record.
 
-The node builds it at the end of a round; the journal stores it as one JSON line (``as_dict``); the metrics,
+The node builds it at the end of a round; the journal stores it as one record (``as_dict``: a msgpack map, CRC-checked); the metrics,
 progress line, trackers, control service, report, model card, experiment harness and benchmarks read it back
-(``RoundRecord.from_dict`` on a journal line, or ``read_rounds`` on a journal file). Journals written before a
+(``RoundRecord.from_dict`` on a journal record, or ``read_rounds`` on a journal file). Journals written before a
 field existed read back with that field's default, so an old data directory still reports.
 """
 
@@ -57,14 +57,14 @@ class RoundRecord:
     kind: str = KIND
 
     def as_dict(self) -> dict[str, Any]:
-        """The journal line (JSON-able; ``kind`` first so a reader can tell record kinds apart)."""
+        """The journal record (msgpack/JSON-able; ``kind`` first so a reader can tell record kinds apart)."""
         out = {"kind": self.kind}
         out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "kind"})
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RoundRecord:
-        """A journal line back as a record; unknown keys are ignored, missing ones take their defaults."""
+        """A journal record back as a ``RoundRecord``; unknown keys are ignored, missing ones take their defaults."""
         if data.get("kind", KIND) != KIND:
             raise JournalError(f"not a round record (kind {data.get('kind')!r})")
         if "round" not in data:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarmrl.errors import NodeError
+from swarmrl.errors import InvalidValue, NodeError
 
 FILE_NAME = "node.json"
 
@@ -42,7 +42,7 @@ class RunInfo:
     def from_dict(cls, data: dict[str, Any]) -> RunInfo:
         addrs = data.get("listen_addrs", [])
         if not isinstance(data.get("pid"), int) or not isinstance(addrs, list):
-            raise ValueError("'pid' must be an integer and 'listen_addrs' a list")
+            raise InvalidValue("'pid' must be an integer and 'listen_addrs' a list")
         return cls(
             pid=int(data["pid"]),
             name=str(data.get("name", "")),

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from swarmrl.config import NodeConfig
 from swarmrl.errors import ConfigError, NodeError
+from swarmrl.node.records import RoundRecord
 from swarmrl.protocol.types import RolloutGroup
 
 log = logging.getLogger(__name__)
@@ -60,35 +61,35 @@ def sampled_entropy(groups: Sequence[RolloutGroup]) -> float | None:
     return total / count if count else None
 
 
-def round_scalars(rec: dict[str, Any], groups: Sequence[RolloutGroup] = ()) -> dict[str, float]:
+def round_scalars(rec: RoundRecord, groups: Sequence[RolloutGroup] = ()) -> dict[str, float]:
     """The tracked scalars of one round record (tag -> value; missing or non-finite values are left out)."""
-    local, external = rec.get("local_groups") or 0, rec.get("external_groups") or 0
+    local, external = rec.local_groups, rec.external_groups
     out: dict[str, Any] = {
-        "reward/mean": rec.get("reward_mean"),
-        "reward/std": rec.get("reward_std"),
-        "reward/trained_mean": rec.get("trained_reward_mean"),
-        "reward/external_mean": rec.get("external_reward_mean"),
-        "accuracy/train": rec.get("accuracy"),
-        "accuracy/eval": rec.get("eval_accuracy"),
-        "train/loss": rec.get("loss"),
-        "train/kl": rec.get("kl"),
+        "reward/mean": rec.reward_mean,
+        "reward/std": rec.reward_std,
+        "reward/trained_mean": rec.trained_reward_mean,
+        "reward/external_mean": rec.external_reward_mean,
+        "accuracy/train": rec.accuracy,
+        "accuracy/eval": rec.eval_accuracy,
+        "train/loss": rec.loss,
+        "train/kl": rec.kl,
         "train/entropy": sampled_entropy(groups),
-        "train/clip_fraction": rec.get("clip_fraction"),
-        "train/zero_variance_fraction": rec.get("zero_variance_fraction"),
-        "train/policy_version": rec.get("policy_version"),
-        "train/optimizer_steps": rec.get("optimizer_steps"),
+        "train/clip_fraction": rec.clip_fraction,
+        "train/zero_variance_fraction": rec.zero_variance_fraction,
+        "train/policy_version": rec.policy_version,
+        "train/optimizer_steps": rec.optimizer_steps,
         "swarm/external_groups": external,
         "swarm/local_groups": local,
         "swarm/external_share": external / (local + external) if local + external else 0.0,
-        "time/round_seconds": rec.get("round_seconds"),
-        "time/generation_seconds": rec.get("generation_seconds"),
-        "time/train_seconds": rec.get("train_seconds"),
-        "generation/tokens_per_second": rec.get("tokens_per_second"),
-        "generation/tokens": rec.get("generation_tokens"),
+        "time/round_seconds": rec.round_seconds,
+        "time/generation_seconds": rec.generation_seconds,
+        "time/train_seconds": rec.train_seconds,
+        "generation/tokens_per_second": rec.tokens_per_second,
+        "generation/tokens": rec.generation_tokens,
     }
-    for name, value in (rec.get("modules") or {}).items():
+    for name, value in rec.modules.items():
         out[f"reward/module/{name}"] = value
-    for origin, value in (rec.get("clip_fraction_by_origin") or {}).items():
+    for origin, value in rec.clip_fraction_by_origin.items():
         out[f"train/clip_fraction/{origin}"] = value
     return {k: f for k, v in out.items() if (f := _finite(v)) is not None}
 
@@ -218,8 +219,8 @@ class Tracking:
             raise NodeError(f"cannot start experiment tracking ({', '.join(names)}): {exc}") from exc
         return cls(writers, t.text_every, t.text_samples)
 
-    def round(self, rec: dict[str, Any], groups: Sequence[RolloutGroup]) -> None:
-        step = int(rec["round"])
+    def round(self, rec: RoundRecord, groups: Sequence[RolloutGroup]) -> None:
+        step = rec.round
         values = round_scalars(rec, groups)
         text_due = self.text_every and step % self.text_every == 0 and groups
         markdown, rows = "", []

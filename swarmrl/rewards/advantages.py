@@ -1,4 +1,4 @@
-"""Advantage estimators over groups of scalar rewards (REWARDS_SPEC.md section 18). Pure NumPy."""
+"""Advantage estimators over groups of scalar rewards (docs/rewards.md section 18). Pure NumPy."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+
+from swarmrl.errors import InvalidValue
 
 Estimator = Literal["grpo", "dr_grpo", "rloo", "batch_std"]
 
@@ -47,7 +49,7 @@ def compute_advantages(
         flat = np.asarray([x for g in groups for x in g], dtype=np.float64)
         std = float(flat.std(ddof=1)) if flat.size > 1 else 0.0
         return [((np.asarray(g) - np.mean(g)) / (std + 1e-4)).tolist() if len(g) else [] for g in groups]
-    raise ValueError(f"unknown advantage estimator '{estimator}'")
+    raise InvalidValue(f"unknown advantage estimator '{estimator}'")
 
 
 def zero_variance(rewards: Sequence[float], tol: float = 1e-9) -> bool:
@@ -79,7 +81,7 @@ def gdpo(
     ``per_module[m][g][i]`` is module m's reward for completion i of group g.
     """
     if len(per_module) != len(weights) or not per_module:
-        raise ValueError("gdpo needs one weight per module and at least one module")
+        raise InvalidValue("gdpo needs one weight per module and at least one module")
     n_groups = len(per_module[0])
     summed: list[np.ndarray] = []
     for g in range(n_groups):

@@ -1,4 +1,4 @@
-"""Pure reward transforms and combinations (REWARDS_SPEC.md sections 6, 7, 10). Plain floats.
+"""Pure reward transforms and combinations (docs/rewards.md sections 6, 7, 10). Plain floats.
 
 Also the pipeline-level combination modes (``weighted_sum``, ``lsc_and``, ``par``, ``ensemble``, ``gate``) that
 turn the per-module scalars of one completion into its training reward.

@@ -1,6 +1,6 @@
 """Credit assignment: step/token rewards -> per-token values that enter the loss.
 
-The pipeline places each step reward on the step's last token (REWARDS_SPEC.md sections 2, 3, 14, 15: "placed
+The pipeline places each step reward on the step's last token (docs/rewards.md sections 2, 3, 14, 15: "placed
 at the step's last token") and turns the placed rewards into per-token values with one of:
 
 * ``returns`` (default): ``G_t = sum_{t' >= t} r_{t'}`` with gamma = 1 (PURE approx-min, IGPO, PRIME);

@@ -1,6 +1,6 @@
 """The reward pipeline a config assembles: segment -> scorers -> combination -> dense credit assignment.
 
-Two channels leave a module (REWARDS_SPEC.md section 0.4):
+Two channels leave a module (docs/rewards.md section 0.4):
 
 * **outcome**: ``RewardOutput.scalar`` values, combined per completion (``combine``, default weighted sum)
   into ``ScoredGroup.rewards``; the advantage estimator normalises them per group;

@@ -1,6 +1,6 @@
 """The model handle that model-based reward modules receive from the trainer (no torch here).
 
-REWARDS_SPEC.md SAPO requirement 3: log-prob rewards must use the *receiving* node's policy, so the trainer
+docs/rewards.md SAPO requirement 3: log-prob rewards must use the *receiving* node's policy, so the trainer
 hands its own model to the pipeline with ``RewardPipeline.bind_scorer(scorer)``. Modules look the handle up
 with :func:`resolve_scorer` (bound handle first, then ``Sample.extras["policy_scorer"]``).
 """

@@ -1,6 +1,6 @@
 """Step segmentation: one configurable rule used both to score steps and to place step rewards on tokens.
 
-REWARDS_SPEC.md section 2, pitfall (iii): the segmentation used by a process reward (PRM scoring, step
+docs/rewards.md section 2, pitfall (iii): the segmentation used by a process reward (PRM scoring, step
 matching) must be identical to the one used to put its rewards on tokens. The pipeline therefore segments
 every completion once with its ``Segmenter`` and writes the step texts into ``Sample.steps``; modules read
 ``Sample.steps`` and anything that needs positions calls :func:`locate` on the same texts.

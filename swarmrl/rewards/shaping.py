@@ -1,4 +1,4 @@
-"""Pure step/token shaping math (REWARDS_SPEC.md sections 1-3, 9, 13-16). Plain floats, no model.
+"""Pure step/token shaping math (docs/rewards.md sections 1-3, 9, 13-16). Plain floats, no model.
 
 Each function names the spec section it follows; the catalogue modules wrap them with inputs and config.
 """

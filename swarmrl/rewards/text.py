@@ -1,4 +1,4 @@
-"""Pure text rewards and helpers (REWARDS_SPEC.md sections 11, 12, 17): format regexes, RPR, answer
+"""Pure text rewards and helpers (docs/rewards.md sections 11, 12, 17): format regexes, RPR, answer
 extraction, majority vote, normalised answer equivalence, length rewards. Regexes and phrase lists are data
 quoted from the spec.
 """

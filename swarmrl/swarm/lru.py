@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from swarmrl.errors import InvalidValue
+
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -14,7 +16,7 @@ V = TypeVar("V")
 class LRU(Generic[K, V]):
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
-            raise ValueError("LRU capacity must be >= 1")
+            raise InvalidValue("LRU capacity must be >= 1")
         self.capacity = capacity
         self._data: OrderedDict[K, V] = OrderedDict()
 

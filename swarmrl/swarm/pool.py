@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from swarmrl.errors import InvalidValue
 from swarmrl.protocol.types import RolloutGroup
 
 
@@ -33,7 +34,7 @@ class RolloutPool:
 
     def __init__(self, max_groups: int, per_peer_share: float, max_age_rounds: int) -> None:
         if max_groups < 1 or not 0 < per_peer_share <= 1 or max_age_rounds < 1:
-            raise ValueError("pool needs max_groups >= 1, 0 < per_peer_share <= 1, max_age_rounds >= 1")
+            raise InvalidValue("pool needs max_groups >= 1, 0 < per_peer_share <= 1, max_age_rounds >= 1")
         self.max_groups = max_groups
         self.per_peer_cap = max(1, math.floor(per_peer_share * max_groups))
         self.max_age_rounds = max_age_rounds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from swarmrl.errors import InvalidValue
 from swarmrl.swarm.clock import Clock
 from swarmrl.swarm.lru import LRU
 
@@ -19,7 +20,7 @@ class RateLimiter:
 
     def __init__(self, rate: float, burst: int, clock: Clock, max_keys: int = 10_000) -> None:
         if rate <= 0 or burst < 1:
-            raise ValueError("rate must be > 0 and burst >= 1")
+            raise InvalidValue("rate must be > 0 and burst >= 1")
         self.rate = rate
         self.burst = float(burst)
         self._clock = clock

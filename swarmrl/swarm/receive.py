@@ -46,7 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from swarmrl.errors import DatasetUnavailableError, ProtocolError, TaskError
+from swarmrl.errors import DatasetUnavailableError, ProtocolError, SwarmRLError, TaskError
 from swarmrl.protocol import envelope as wire
 from swarmrl.protocol import peerid
 from swarmrl.protocol.types import RolloutGroup, TaskRef
@@ -121,7 +121,7 @@ class _Refusal:
     message: str
 
 
-class _Rejected(Exception):
+class _Rejected(SwarmRLError):
     """Internal: an envelope-level rejection, charged to ``culprit``."""
 
     def __init__(self, error: ProtocolError, culprit: str) -> None:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from swarmrl.errors import TaskConfigError, TaskError
+from swarmrl.errors import InvalidValue, TaskConfigError, TaskError
 from swarmrl.protocol.types import config_digest
 from swarmrl.tasks.base import Task, TaskSource
 from swarmrl.tasks.extract import gold_answer, matches
@@ -61,7 +61,7 @@ class DatasetOptions(BaseModel):
     @classmethod
     def _has_question(cls, value: str) -> str:
         if "{question}" not in value:
-            raise ValueError("must contain '{question}'")
+            raise InvalidValue("must contain '{question}'")
         return value
 
 

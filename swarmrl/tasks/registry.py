@@ -112,8 +112,8 @@ def resolve(sources: Sequence[TaskSource], ref: TaskRef) -> Task:
 class TaskSampler:
     """Draws training questions from weighted sources; a held-out index range serves greedy evaluation.
 
-    Training indices are drawn from ``[eval_questions, size)``; evaluation uses ``[0, eval_questions)`` of the
-    first source, so evaluation questions are never trained on by this node.
+    Training indices are drawn from ``[eval_questions, size)``; evaluation uses ``[0, eval_questions)`` of every
+    source, so evaluation questions are never trained on by this node.
     """
 
     def __init__(

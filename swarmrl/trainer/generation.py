@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import torch
 
+from swarmrl.errors import InvalidValue
 from swarmrl.protocol.types import Completion
 from swarmrl.trainer.policy import Policy
 
@@ -98,7 +99,7 @@ class HFGenerator:
 
     def __init__(self, policy: Policy, max_batch: int = 512, engine: str = "auto") -> None:
         if engine not in ("auto", "loop", "generate"):
-            raise ValueError(f"unknown engine '{engine}'; use 'auto', 'loop' or 'generate'")
+            raise InvalidValue(f"unknown engine '{engine}'; use 'auto', 'loop' or 'generate'")
         self.policy = policy
         self.max_batch = max_batch
         self.engine = engine
@@ -112,7 +113,7 @@ class HFGenerator:
             return None
         name = cache_kwarg(self.policy.model)
         if self.engine == "loop" and name is None:
-            raise ValueError("engine 'loop' needs a model whose forward takes a KV cache object")
+            raise InvalidValue("engine 'loop' needs a model whose forward takes a KV cache object")
         return name
 
     @torch.inference_mode()
@@ -266,4 +267,4 @@ def build_generator(backend: str, policy: Policy) -> Generator:
         from swarmrl.trainer.vllm_backend import VLLMGenerator
 
         return VLLMGenerator(policy)
-    raise ValueError(f"unknown generation backend '{backend}'")
+    raise InvalidValue(f"unknown generation backend '{backend}'")

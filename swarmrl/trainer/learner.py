@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from swarmrl.config.sections import TrainerSection
-from swarmrl.errors import ModelError
+from swarmrl.errors import InvalidValue, ModelError
 from swarmrl.trainer.generation import _forward_params, cache_kwarg, left_pad, new_cache
 from swarmrl.trainer.grpo import grpo_loss, selective_log_softmax
 from swarmrl.trainer.packing import MAX_PACKED_TOKENS, pack_mode, packed_length, packed_logprobs
@@ -272,11 +272,11 @@ class Learner:
     def validate(self, seqs: list[TrainSequence]) -> None:
         for s in seqs:
             if len(s.advantages) != len(s.completion_ids):
-                raise ValueError(
+                raise InvalidValue(
                     f"advantages ({len(s.advantages)}) must match completion tokens ({len(s.completion_ids)})"
                 )
             if not s.prompt_ids or not s.completion_ids:
-                raise ValueError("a train sequence needs a non-empty prompt and completion")
+                raise InvalidValue("a train sequence needs a non-empty prompt and completion")
 
     def current_lr(self) -> float:
         """The learning rate of the next optimizer step (schedule at ``version`` steps taken)."""

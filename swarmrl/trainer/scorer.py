@@ -2,7 +2,7 @@
 
 Model-based reward modules (likelihood / VeriFree / RLPR, IGPO, PRIME, progress rewards, Co-Reward
 paraphrases) never touch torch; they call this handle, which the node binds with
-``RewardPipeline.bind_scorer`` (REWARDS_SPEC.md SAPO requirement 3: always the *receiving* node's model).
+``RewardPipeline.bind_scorer`` (docs/rewards.md SAPO requirement 3: always the *receiving* node's model).
 
 Prompts go through :func:`swarmrl.trainer.prompts.prompt_ids`, exactly as for generation and training, so a
 log-prob here is the log-prob the learner would compute for the same text. The reference model is the

@@ -16,7 +16,7 @@ from tests.nodeutil import FAST, deep_merge
 def _cfg(tmp: Path, name: str, seed: int, tiny: dict, staleness: int) -> NodeConfig:
     extra = {
         "trainer": {"max_staleness": staleness},
-        "node": {"data_dir": str(tmp / name), "name": name, "seed": seed, "rounds": 8, "metrics_port": -1},
+        "node": {"data_dir": str(tmp / name), "name": name, "seed": seed, "rounds": 0, "metrics_port": -1},
         "model": {"tiny": tiny},
         "generation": {"num_completions": 6},
         "swarm": {"transport": "memory"},
@@ -56,7 +56,21 @@ def test_different_architectures_and_vocabularies_train_on_each_other(tmp_path: 
         # both on the hub before either trains: otherwise the faster one can finish its rounds before the
         # other has published anything (a race, not a property of the swarm)
         await asyncio.gather(a.start(), b.start())
-        await asyncio.gather(a.run(), b.run())
+
+        def enough(node: Node) -> bool:
+            recs = node.journal.recent
+            return node.round >= 8 and sum(r.get("external_groups", 0) for r in recs) > 0
+
+        async def stop_when_both_trained_on_each_other() -> None:
+            # a node that finished its rounds would leave the hub while the other (slower to generate its
+            # first round) has not published yet: both run until each has trained on the other's groups
+            deadline = asyncio.get_running_loop().time() + 240
+            while not (enough(a) and enough(b)) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.2)
+            a.request_stop()
+            b.request_stop()
+
+        await asyncio.gather(a.run(), b.run(), stop_when_both_trained_on_each_other())
         return a, b
 
     a, b = asyncio.run(main())

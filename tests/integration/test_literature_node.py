@@ -67,7 +67,7 @@ def test_every_new_module_scores_in_a_node_round_and_its_state_resumes(tmp_path:
     assert float(head.abs().sum()) > 0  # the value head was fitted (it starts at zero)
 
     resumed = Node(_config(tmp_path / "run", deep_merge(MULTISTEP, {"node": {"rounds": 3}})))
-    resumed._setup()
+    resumed.assemble()
     try:
         explore = next(m for m in resumed.pipeline.walk() if m.name == "explore_bonus")
         assert dict(explore.history) == counts  # type: ignore[attr-defined]
@@ -118,7 +118,7 @@ def test_ucb_task_schedule_runs_and_resumes(tmp_path: Path) -> None:
     records = [r for r in read_journal(tmp_path / "journal.log") if r.get("kind") == "round"]
     assert len(records) == 4
     resumed = Node(_config(tmp_path, deep_merge(extra, {"node": {"rounds": 5}})))
-    resumed._setup()
+    resumed.assemble()
     try:
         assert resumed.tasks.scheduler is not None
         assert resumed.tasks.scheduler.state_dict() == state

@@ -57,13 +57,13 @@ def test_report_of_a_real_run_is_a_png(node_data: Path, tmp_path: Path) -> None:
 
 def test_report_numbers_match_the_journal(node_data: Path, tmp_path: Path) -> None:
     records = load_rounds(node_data)
-    assert [r["round"] for r in records] == list(range(1, ROUNDS + 1))
+    assert [r.round for r in records] == list(range(1, ROUNDS + 1))
     summary = write_report(node_data, tmp_path / "r.svg", window=ROUNDS)
     assert (tmp_path / "r.svg").read_text().lstrip().startswith("<?xml")
-    rewards = [r["reward_mean"] for r in records]
+    rewards = [r.reward_mean for r in records]
     assert summary.reward_end == pytest.approx(sum(rewards) / len(rewards))
     assert summary.external_fraction == 0.0  # a node without a swarm trains on its own groups only
-    evals = [r["eval_accuracy"] for r in records if r["eval_accuracy"] is not None]
+    evals = [r.eval_accuracy for r in records if r.eval_accuracy is not None]
     assert summary.eval_accuracy_last == pytest.approx(evals[-1])
 
 

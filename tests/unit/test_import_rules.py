@@ -124,7 +124,7 @@ def test_swarm_and_the_gossip_app_load_without_torch_trainer_or_rewards() -> Non
     )
     code = (
         "import importlib, json, sys\n"
-        f"for m in {modules + ['swarmrl.apps.gossip_node']!r}:\n"
+        f"for m in {[*modules, 'swarmrl.apps.gossip_node']!r}:\n"
         "    importlib.import_module(m)\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'swarmrl.trainer', "
         "'swarmrl.rewards', 'swarmrl.node', 'transformers')))\n"

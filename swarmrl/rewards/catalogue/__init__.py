@@ -1,4 +1,4 @@
-"""The reward-module catalogue (REWARDS_SPEC.md sections 1-18), registered by name with ``register_all``.
+"""The reward-module catalogue (docs/rewards.md sections 1-18), registered by name with ``register_all``.
 
 Composite modules (those taking other modules as ``{name, params}`` specs) get the registry they are
 registered in, so a spec can name any module, plugins included. See ``CATALOGUE.md`` for the table.

@@ -9,7 +9,8 @@ sees only the ``Transport`` interface in ``base``.
   settings and a peer cache.
 - ``factory``: ``build_transport`` (the one place a config section becomes a transport).
 
-Adding a transport: implement ``base.Transport`` in a new module here, give it a ``from_config``
-constructor, and add its name to ``swarm.transport`` in ``swarmrl/config/swarm.py`` and to ``factory``.
+Adding a transport: implement ``base.Transport`` in a new module here, name its constructor's (or settings
+dataclass's) knobs as the config fields are named so ``factory.from_sections`` fills them, and add its name to
+``swarm.transport`` in ``swarmrl/config/swarm.py`` and a branch to ``factory.build_transport``.
 Heavy transports are imported only when chosen, so a gossip-only process stays torch-free and small.
 """

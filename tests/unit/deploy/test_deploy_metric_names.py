@@ -64,7 +64,7 @@ def test_every_recording_rule_used_is_defined(source: str) -> None:
 
 
 def test_dashboard_covers_the_design_metrics() -> None:
-    """The dashboard shows every metric the operations brief lists (DESIGN.md section 7)."""
+    """The dashboard shows every metric the operations brief lists (docs/design.md section 7)."""
     text = " ".join(_dashboard_queries())
     for name in [
         'swarmrl_reward_mean{module="total"',

@@ -5,29 +5,31 @@ from __future__ import annotations
 import io
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 from rich.console import Console
 from rich.logging import RichHandler
 
 from swarmrl.node.progress import Progress, RunSummary, format_duration, format_summary
+from swarmrl.node.records import RoundRecord
 
 
-def _rec(r: int, reward: float, eval_acc: float | None = None) -> dict[str, Any]:
-    return {
-        "round": r,
-        "policy_version": 2 * r,
-        "reward_mean": reward,
-        "accuracy": reward,
-        "zero_variance_fraction": 0.25,
-        "loss": 0.01,
-        "clip_fraction": 0.0,
-        "tokens_per_second": 1000.0,
-        "train_seconds": 0.01,
-        "external_groups": 0,
-        "eval_accuracy": eval_acc,
-    }
+def _rec(r: int, reward: float, eval_acc: float | None = None) -> RoundRecord:
+    return RoundRecord.from_dict(
+        {
+            "round": r,
+            "policy_version": 2 * r,
+            "reward_mean": reward,
+            "accuracy": reward,
+            "zero_variance_fraction": 0.25,
+            "loss": 0.01,
+            "clip_fraction": 0.0,
+            "tokens_per_second": 1000.0,
+            "train_seconds": 0.01,
+            "external_groups": 0,
+            "eval_accuracy": eval_acc,
+        }
+    )
 
 
 def test_summary_text() -> None:

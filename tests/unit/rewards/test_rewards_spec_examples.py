@@ -1,4 +1,4 @@
-"""Every worked example of REWARDS_SPEC.md, reproduced to 1e-6 from the pure functions."""
+"""Every worked example of docs/rewards.md, reproduced to 1e-6 from the pure functions."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def test_selective_log_softmax_matches_full() -> None:
 
 
 def test_group_advantages_worked_example() -> None:
-    # REWARDS_SPEC.md section 18: rewards [1, 0, 0, 1]
+    # docs/rewards.md section 18: rewards [1, 0, 0, 1]
     (grpo,) = compute_advantages([[1, 0, 0, 1]], "grpo")
     assert grpo == pytest.approx([0.866024, -0.866024, -0.866024, 0.866024], abs=1e-6)
     (dr,) = compute_advantages([[1, 0, 0, 1]], "dr_grpo")

@@ -7,11 +7,13 @@ import json
 import multiaddr
 from libp2p.peer.id import ID
 
+from swarmrl.errors import SwarmRLError
+
 MAX_ADDRS_PER_PEER = 8
 _MAX_ADDR_CHARS = 300
 
 
-class MalformedFrame(Exception):
+class MalformedFrame(SwarmRLError):
     """A peer sent a frame that breaks the push protocol (the stream is reset)."""
 
 

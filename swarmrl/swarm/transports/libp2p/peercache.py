@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swarmrl.errors import InvalidValue
+
 logger = logging.getLogger(__name__)
 
 _VERSION = 1
@@ -47,7 +49,7 @@ class PeerCache:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict) or raw.get("version") != _VERSION:
-                raise ValueError(f"unsupported peer cache version {raw.get('version')!r}")
+                raise InvalidValue(f"unsupported peer cache version {raw.get('version')!r}")
             for item in raw.get("peers", []):
                 peer = CachedPeer(
                     peer_id=str(item["peer_id"]),

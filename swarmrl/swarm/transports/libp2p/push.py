@@ -43,6 +43,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
+from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.transports.libp2p.frames import MAX_ADDRS_PER_PEER, MalformedFrame
 from swarmrl.swarm.transports.libp2p.frames import json_body as _json_body
@@ -80,7 +81,7 @@ _TABLE_CAPACITY = 4096
 _COALESCE_BYTES = 256 * 1024
 
 
-class FrameTimeout(Exception):
+class FrameTimeout(SwarmRLError):
     """A frame did not arrive whole in time (the stream is reset; a slow link is not proof of malice)."""
 
 

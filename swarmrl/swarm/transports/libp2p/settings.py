@@ -11,14 +11,15 @@ from pathlib import Path
 
 from libp2p.crypto.keys import KeyPair
 
+from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.transports.libp2p.push import PushCounters
 
 
-class StackDied(Exception):
+class StackDied(SwarmRLError):
     """A libp2p service stopped running without raising (the supervisor restarts the stack)."""
 
 
-class InjectedFault(Exception):
+class InjectedFault(SwarmRLError):
     """Raised on request inside an incarnation, so tests can exercise the supervisor."""
 
 
