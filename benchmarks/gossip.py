@@ -84,6 +84,8 @@ OUR_SETTINGS = {
     "swarm.peer_cache_file": "",
     "swarm.admission.replay_state_file": "",
     "sampling.strategy": "uniform",
+    # the benchmark measures all-to-all dissemination (every node holds all others' batches): unbounded
+    "swarm.ingress_groups_per_round": 0,
 }
 
 

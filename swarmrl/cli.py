@@ -424,6 +424,45 @@ def rewards_compare(
     typer.echo(json.dumps(result.as_dict(), indent=2) if as_json else format_table(result, str(a), str(b)))
 
 
+@app.command()
+def simulate(
+    nodes: Annotated[str, typer.Option("--nodes", help="Node counts, comma-separated (e.g. 10,100,1000).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the JSON results here.")] = None,
+    mode: Annotated[
+        str, typer.Option("--mode", help="bounded (swarm.ingress_*), all (the old all-to-all), or both.")
+    ] = "bounded",
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="A simulation setting: name=value (see swarmrl.apps.simulate.SimSettings)."
+        ),
+    ] = None,
+) -> None:
+    """Simulate N gossip-only nodes (real swarm code, in-memory links with latency, loss, bandwidth, churn)."""
+    import json
+
+    from swarmrl.apps.simulate import markdown, run_cli
+
+    try:
+        counts = [int(x) for x in nodes.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError("simulate.nodes", f"{nodes!r} is not a comma-separated list of counts") from None
+    if mode not in ("bounded", "all", "both"):
+        raise ConfigError("simulate.mode", "must be bounded, all or both")
+    overrides: dict[str, Any] = {}
+    for item in sets or []:
+        key, _, value = item.partition("=")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except ValueError:
+            raise ConfigError(f"simulate.{key.strip()}", f"{value!r} is not a number") from None
+    modes = ["bounded", "all"] if mode == "both" else [mode]
+    results = run_cli(counts, out, modes=modes, overrides=overrides)
+    typer.echo(markdown(results))
+    if out is not None:
+        typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     """Console entry point: SwarmRLError becomes one clear line and an exit code, never a traceback."""
     from swarmrl.node.logs import error_line

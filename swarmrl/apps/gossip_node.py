@@ -98,14 +98,28 @@ class SyntheticBatches:
     regeneration accepts it. ``PolicyInfo.version`` carries the tag, which lets receivers count per tag.
     """
 
-    def __init__(self, identity: Identity, swarm_id: str, source: TaskSource, seed: int = 0) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        swarm_id: str,
+        source: TaskSource,
+        seed: int = 0,
+        *,
+        like: SyntheticBatches | None = None,
+    ) -> None:
+        """``like``: reuse another instance's filler text and calibration (simulations of many nodes)."""
         self._identity = identity
         self._swarm_id = swarm_id
         self._source = source
+        self._filler: str
+        self._sizes: dict[int, list[int]]
+        if like is not None:
+            self._filler, self._sizes = like._filler, like._sizes
+            return
         rng = random.Random(seed)
         letters = "abcdefghijklmnopqrstuvwxyz0123456789 "
         self._filler = "".join(rng.choices(letters, k=4 * _MAX_COMPLETION_CHARS))
-        self._sizes: dict[int, list[int]] = {}
+        self._sizes = {}
 
     def group(self, tag: int, index: int, envelope_bytes: int) -> RolloutGroup:
         """One group whose sealed single-group envelope is within a few bytes of ``envelope_bytes``."""
@@ -187,6 +201,9 @@ class GossipNode:
         )
         self.batches = SyntheticBatches(self.identity, cfg.swarm.swarm_id, sources[0], seed=cfg.node.seed)
         self._tally: LRU[int, int] = LRU(_TAGS_TRACKED)
+        #: groups the node sampled (``drain_pool(sample=J)``) and their distinct senders (pool diversity)
+        self.sampled = 0
+        self.sampled_senders: set[str] = set()
         self._watchers: dict[int, tuple[int, Callable[[int], None]]] = {}
 
     async def start(self) -> None:
@@ -233,9 +250,14 @@ class GossipNode:
                 del self._watchers[tag]
                 watcher[1](count)
 
-    def drain_pool(self, round_: int) -> int:
-        """Consume everything pooled, as a training node's sampler would (keeps the pool from filling)."""
-        taken = self.swarm.sample(len(self.swarm.pool), round_, _zero_rewards)
+    def drain_pool(self, round_: int, sample: int = 0) -> int:
+        """Consume everything pooled, as a training node's sampler would (keeps the pool from filling); with
+        ``sample`` > 0 the sampler takes that many (recorded: ``sampled_senders``) and the rest is dropped."""
+        taken = self.swarm.sample(sample or len(self.swarm.pool), round_, _zero_rewards)
+        if sample:
+            self.sampled += len(taken)
+            if len(self.sampled_senders) < _TAGS_TRACKED:
+                self.sampled_senders.update(g.peer for g in taken)
         leftover = len(self.swarm.pool)
         if leftover:
             self.swarm.pool.discard([i for i, _ in self.swarm.pool.entries()])
@@ -243,11 +265,13 @@ class GossipNode:
 
     # ------------------------------------------------------------------------------------- publishing
 
-    async def publish_synthetic(self, tag: int, batches: int, envelope_bytes: int) -> int:
-        """Publish ``batches`` envelopes of one synthetic group each (tag ``tag``); return envelopes sent."""
+    async def publish_synthetic(self, tag: int, batches: int, envelope_bytes: int, groups: int = 1) -> int:
+        """Publish ``batches`` envelopes of ``groups`` synthetic groups each (tag ``tag``; each group alone
+        would seal to ~``envelope_bytes``); return envelopes sent."""
         sent = 0
         for index in range(batches):
-            sent += await self.swarm.publish([self.batches.group(tag, index, envelope_bytes)], tag)
+            batch = [self.batches.group(tag, index * groups + i, envelope_bytes) for i in range(groups)]
+            sent += await self.swarm.publish(batch, tag)
         return sent
 
     def info(self) -> dict[str, Any]:
@@ -267,6 +291,13 @@ class GossipNode:
             "rejected": dict(ev.rejections),
             "messages_sent": ev.sent,
             "messages_received": ev.received,
+            "received_bytes": self.swarm.received_bytes,
+            "received_envelopes": self.swarm.received_envelopes,
+            "receive_cpu_s": self.swarm.receive_cpu_s,
+            "delays": ev.delays[-_TAGS_TRACKED:],
+            "sampled": self.sampled,
+            "sampled_senders": len(self.sampled_senders),
+            "selected": len(self.swarm.ingress.selection or ()),
             "peak_rss_bytes": peak_rss_bytes(),
             "cpu_seconds": cpu_seconds(),
             "torch_loaded": torch_loaded(),
@@ -289,9 +320,10 @@ class ControlLoop:
 
     * ``info`` -> ``info``: peer_id, addrs, peers, torch_loaded, pid.
     * ``wait_peers`` {count, timeout_s} -> ``peers``: count, ok (at least ``count`` peers connected).
-    * ``publish`` {tag, batches, envelope_bytes, expect, timeout_s} -> ``have``: tag, ok, received, t
-      (``time.monotonic()`` when this node held ``expect`` groups with ``tag`` from peers), published_t
-      (when its own ``batches`` envelopes were handed to the transport). The pool is drained afterwards.
+    * ``publish`` {tag, batches, envelope_bytes, expect, timeout_s, groups, sample} -> ``have``: tag, ok,
+      received, t (``time.monotonic()`` when this node held ``expect`` groups with ``tag`` from peers),
+      published_t (when its own ``batches`` envelopes of ``groups`` groups each were handed to the
+      transport). The pool is drained afterwards (``sample`` > 0: the sampler takes that many first).
     * ``stats`` -> ``stats``: counters, peak RSS and CPU seconds of this process, torch_loaded.
     * ``quit`` -> ``bye``, then the node closes.
 
@@ -378,7 +410,7 @@ class ControlLoop:
                 done.set_result((count, time.monotonic()))
 
         self.node.watch(tag, expect, finished)
-        await self.node.publish_synthetic(tag, batches, size)
+        await self.node.publish_synthetic(tag, batches, size, int(msg.get("groups", 1)))
         published_t = time.monotonic()
         try:
             count, t = await asyncio.wait_for(asyncio.shield(done), timeout_s)
@@ -387,7 +419,7 @@ class ControlLoop:
             self.node.unwatch(tag)
             count, t, ok = self.node.received(tag), time.monotonic(), False
         self.emit("have", tag=tag, ok=ok, received=count, t=t, published_t=published_t)
-        self.node.drain_pool(tag)
+        self.node.drain_pool(tag, int(msg.get("sample", 0)))
 
 
 # ------------------------------------------------------------------------------------------------ main

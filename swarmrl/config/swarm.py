@@ -347,6 +347,27 @@ class SwarmSection(Section):
         le=3600,
         description="libp2p: a push-stream frame must arrive whole within this long of its first byte.",
     )
+    ingress_groups_per_round: int = Field(
+        32,
+        ge=0,
+        le=1_000_000,
+        description="Bounded ingress (docs/scale.md): external groups this node takes in per round at most, "
+        "split evenly among the senders it chooses; senders push only to the nodes that chose them. "
+        "0 = unbounded, the old behaviour (every sender's envelopes reach every node).",
+    )
+    ingress_senders: int = Field(
+        8,
+        ge=1,
+        le=10_000,
+        description="Bounded ingress: senders this node chooses at a time (uniformly among the members it "
+        "knows); with this many members or fewer it takes from all of them, as an unbounded node does.",
+    )
+    ingress_rotate_rounds: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="Bounded ingress: the chosen senders are drawn afresh every this many rounds.",
+    )
     max_publish_per_second: float = Field(
         5.0, gt=0, le=100_000, description="Own envelopes sent per second at most (paces bursts)."
     )

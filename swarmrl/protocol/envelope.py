@@ -40,6 +40,7 @@ REASONS = frozenset(
         "rate_limited",  # sender above its token-bucket rate
         "duplicate",  # group content already accepted
         "own_envelope",  # an envelope this node signed, handed back to it
+        "over_budget",  # bounded ingress: sender not selected by this node, or over its quota this round
         "task_mismatch",  # question or answer differ from the locally regenerated task
         "unverifiable_task",  # the task cannot be regenerated here (and unverified tasks are not allowed)
         "unverifiable_dataset",  # the task is a row of a data file this node does not hold (or holds otherwise)

@@ -27,6 +27,7 @@ PENALTIES: dict[str, float] = {
     "rate_limited": 1.0,
     "duplicate": 0.5,  # only when the same sender re-sends content (see receive.py)
     "own_envelope": 0.0,
+    "over_budget": 0.0,  # bounded ingress: this node's own choice (docs/scale.md)
     "task_mismatch": 10.0,
     "unverifiable_task": 1.0,
     # An honest peer training on a file we do not hold: nothing to punish (it costs one cached lookup).

@@ -5,10 +5,14 @@ Order (cheap and unauthenticated first, costly and authenticated last):
 1. bans of the relaying peer (``via``) -> 2. per-link rate limit (every envelope a link hands us costs it
 a token, before any parsing or signature work) -> 3. size (before any parsing) -> 4. envelope decode and
 shape -> 5. swarm id -> 6. own envelope (the decoded sender is this node) -> 7. allowlist -> 8. bans of the
-sender -> 9. replay (timestamp window, then the sequence window, checked without recording) ->
-10. signature -> 11. the sequence number is recorded -> 12. per-sender rate limit -> 13. payload decode with
-count/length limits (every string bounded before it is stored or logged) -> 14. per-completion length
-budget of external groups (longer completions are cut, see ``ReceiveSettings.max_external_completion_chars``)
+sender -> 8b. bounded ingress: the sender is one this node selected (``swarm.ingress_*``, see
+``swarmrl.swarm.ingress``; else ``over_budget``, uncharged) -> 9. replay (timestamp window, then the sequence
+window, checked without recording) -> 10. signature -> 11. the sequence number is recorded -> 12. per-sender
+rate limit -> 12b. bounded ingress: the sender has quota left this round and the round has room (else
+``over_budget``, uncharged) -> 13. payload decode with count/length limits (every string bounded before it
+is stored or logged) -> 13b. the decoded groups are charged to the sender's quota (those beyond it are
+dropped as ``over_budget``) -> 14. per-completion length budget of external groups (longer completions are
+cut, see ``ReceiveSettings.max_external_completion_chars``)
 -> 15. per-group duplicate check -> 16. task regeneration and comparison of question and answer (a row of
 a data file this node does not hold, or holds with other contents, is ``unverifiable_dataset``; any other
 task it cannot regenerate is ``unverifiable_task``; a regenerated task that differs is ``task_mismatch``).
@@ -49,6 +53,7 @@ from swarmrl.protocol.types import RolloutGroup, TaskRef
 from swarmrl.swarm.admission import Admission
 from swarmrl.swarm.clock import Clock
 from swarmrl.swarm.events import SwarmEvents
+from swarmrl.swarm.ingress import Ingress
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.ratelimit import RateLimiter
 from swarmrl.swarm.replay import ReplayGuard
@@ -139,12 +144,14 @@ class ReceivePath:
         sink: GroupSink,
         clock: Clock,
         link_rate: RateLimiter | None = None,
+        ingress: Ingress | None = None,
     ) -> None:
         self.settings = settings
         self.admission = admission
         self.rate = rate
         self.replay = replay
         self.link_rate = link_rate
+        self.ingress = ingress
         self._regenerate = regenerate
         self._events = events
         self._sink = sink
@@ -198,6 +205,8 @@ class ReceivePath:
             raise _Rejected(ProtocolError("not_allowed", f"{sender} is not on the allowlist"), via)
         if self.admission.banned(sender):
             raise _Rejected(ProtocolError("banned", f"{sender} is banned"), sender)
+        if self.ingress is not None and not self.ingress.selected(sender):
+            raise _Rejected(ProtocolError("over_budget", "sender not selected by this node"), "")
         # Replays before any signature work: re-sent bytes cost one parse and a table lookup. Nothing is
         # recorded until the signature verifies (a forgery must not move an honest sender's window).
         age = self._clock.wall() - env.sent_unix_ms / 1000.0
@@ -221,10 +230,17 @@ class ReceivePath:
         self.replay.check_and_record(sender, env.seq)
         if not self.rate.allow(sender):
             raise _Rejected(ProtocolError("rate_limited", "above the per-peer message rate"), sender)
+        if self.ingress is not None and not self.ingress.admits(sender):
+            raise _Rejected(ProtocolError("over_budget", "sender over its quota this round"), "")
         try:
             groups = wire.decode_batch(env.payload, sender, s.limits)
         except ProtocolError as exc:
             raise _Rejected(exc, sender) from None
+        if self.ingress is not None:
+            take = self.ingress.allowed_groups(sender, len(groups))
+            if take < len(groups):
+                self._events.rejected("over_budget", len(groups) - take)
+                groups = groups[:take]
         cap = s.max_external_completion_chars
         if cap:
             for group in groups:
@@ -288,6 +304,8 @@ class ReceivePath:
     def _reject(self, error: ProtocolError, culprit: str) -> None:
         reason = error.reason if error.reason in wire.REASONS else "malformed"
         self._events.rejected(reason)
+        if reason == "over_budget":
+            return  # this node's own choice, not anybody's fault: counted, never logged or charged
         just_banned = self.admission.penalize(culprit, reason) if culprit else False
         key = (culprit or "?", reason)
         if key not in self._logged:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from pathlib import Path
 
 from swarmrl.config import NodeConfig
@@ -20,6 +21,7 @@ from swarmrl.swarm.admission import Admission, AdmissionSettings, PeerRecord
 from swarmrl.swarm.clock import Clock, SystemClock
 from swarmrl.swarm.events import SwarmEvents
 from swarmrl.swarm.identity import Identity
+from swarmrl.swarm.ingress import Ingress, IngressSettings
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.pool import PoolEntry, RolloutPool
 from swarmrl.swarm.ratelimit import RateLimiter
@@ -117,6 +119,16 @@ class Swarm:
                 )
             ),
         )
+        self.ingress = Ingress(
+            IngressSettings(sw.ingress_groups_per_round, sw.ingress_senders, sw.ingress_rotate_rounds),
+            random.Random(f"ingress:{cfg.node.seed}:{identity.peer_id_text}"),
+            adm.max_tracked_peers,
+        )
+        #: Envelopes and bytes handed to the receive path since start (before any check), and the thread CPU
+        #: seconds the receive path spent on them.
+        self.received_envelopes = 0
+        self.received_bytes = 0
+        self.receive_cpu_s = 0.0
         self.receiver = ReceivePath(
             ReceiveSettings(
                 swarm_id=sw.swarm_id,
@@ -138,6 +150,7 @@ class Swarm:
             link_rate=RateLimiter(
                 sw.rate.link_messages_per_second, sw.rate.link_burst, self._clock, adm.max_tracked_peers
             ),
+            ingress=self.ingress if self.ingress.enabled else None,
         )
         self._publish_pace = RateLimiter(sw.max_publish_per_second, 1, self._clock, 1)
         self._seq = 0
@@ -153,6 +166,7 @@ class Swarm:
         """Start the transport (bind, dial, join)."""
         await self.transport.start()
         self.events.peers_connected(len(self.transport.peers()))
+        self.rotate_ingress()
         log.info(
             "swarm %s: peer %s on %s",
             self.cfg.swarm.swarm_id,
@@ -177,6 +191,7 @@ class Swarm:
     async def publish(self, groups: list[RolloutGroup], round: int) -> int:
         """Sign and send ``groups`` (split into envelopes within the limits); return envelopes sent."""
         self._round = max(self._round, round)
+        self.ingress.start_round(self._round)
         if not self.transport.reaches_peers:
             return 0  # training alone: nothing to sign or encode
         sendable = [g for g in groups if self._fits(g)]
@@ -247,7 +262,18 @@ class Swarm:
     # ------------------------------------------------------------------------------------------ receive
 
     def _on_envelope(self, data: bytes, via: str) -> None:
+        self.received_envelopes += 1
+        self.received_bytes += len(data)
+        start = time.thread_time()
         self.receiver.handle(data, via)
+        self.receive_cpu_s += time.thread_time() - start
+
+    def rotate_ingress(self) -> None:
+        """Bounded ingress: draw the senders to take from next, if due, and tell the transport (called at
+        start and at the end of each round, in ``sample``, so the choice is in place before peers publish
+        the next round)."""
+        if self.ingress.rotate(self._round, self.transport.members()):
+            self.transport.select_senders(self.ingress.selection)
 
     def _pool_groups(self, groups: list[RolloutGroup]) -> None:
         for group in groups:
@@ -263,6 +289,8 @@ class Swarm:
         self._round = max(self._round, round)
         self.pool.prune(self._round)
         chosen = self.sampler.sample(self.pool, j, rescore)
+        self.rotate_ingress()
+        self.ingress.start_round(self._round + 1)  # what arrives from now on is for the next round
         if self._round - self._last_saved_round >= _SAVE_REPLAY_EVERY_ROUNDS:
             self._last_saved_round = self._round
             self.save_state()

@@ -560,3 +560,50 @@ def test_mdns_finds_a_peer_on_the_lan_without_bootstrap() -> None:
                 await t.close()
 
     run(main(), timeout=60)
+
+
+def test_bounded_ingress_select_frames_stop_unselected_senders() -> None:
+    """Four nodes, full mesh; one selects a single sender: the others stop pushing to it (SELECT frames), it
+    still receives the chosen one's envelopes, nothing is gossiped, and lifting the selection restores all."""
+
+    async def body(started: list[Libp2pTransport]) -> None:
+        hub, inbox_hub = await node(ingress_groups_per_round=32)
+        started.append(hub)
+        others = []
+        for _ in range(3):
+            t, inbox = await node(bootstrap=hub.listen_addrs(), ingress_groups_per_round=32)
+            started.append(t)
+            others.append((t, inbox))
+        everyone = [hub, *(t for t, _ in others)]
+        await wait_until(
+            lambda: all(t.stats().direct_peers == 3 and len(t.members()) == 3 for t in everyone),
+            what="push streams to all members",
+        )
+        chosen, _ = others[0]
+        hub.select_senders(frozenset({chosen.peer_id}))
+        senders = [t for t, _ in others]
+
+        def declined() -> bool:
+            meshes = [t._stack._push_mesh for t in senders[1:] if t._stack is not None]
+            return len(meshes) == 2 and all(
+                any(p.to_base58() == hub.peer_id for p in m.selection.declined_by) for m in meshes if m
+            )
+
+        await wait_until(declined, what="unselected senders told to stop pushing")
+        gossiped = [t.stats().gossiped for t in senders]
+        for i, t in enumerate(senders):
+            await t.publish(b"sel-%d" % i)
+        for _, inbox in others[1:]:  # the others still get everyone's
+            await wait_until(lambda inbox=inbox: b"sel-0" in inbox.datas(), what="peers receive sel-0")
+        await wait_until(lambda: inbox_hub.has(b"sel-0"), what="the hub receives its chosen sender")
+        await wait_until(
+            lambda: all(inbox.has(b"sel-2") for _, inbox in others[:2]), what="sel-2 reaches the others"
+        )
+        assert not inbox_hub.has(b"sel-1") and not inbox_hub.has(b"sel-2")
+        assert [t.stats().gossiped for t in senders] == gossiped, "bounded ingress never floods gossip"
+        hub.select_senders(None)
+        await wait_until(lambda: not declined(), what="selection lifted")
+        await senders[2].publish(b"sel-again")
+        await wait_until(lambda: inbox_hub.has(b"sel-again"), what="everyone's envelopes again")
+
+    run(guarded(body), timeout=60)

@@ -51,6 +51,20 @@ class Transport(ABC):
         """
         del admit
 
+    def members(self) -> list[str]:
+        """Peer ids (base58) of the swarm members this node could select as senders (bounded ingress, see
+        ``swarmrl.swarm.ingress``): those the transport can ask for envelopes. Default: connected peers."""
+        return [p.peer_id for p in self.peers()]
+
+    def select_senders(self, senders: frozenset[str] | None) -> None:
+        """Bounded ingress: ask only ``senders`` for their envelopes (``None``: everyone, the old behaviour).
+
+        Transports that cannot ask (gRPC static peers) ignore it; the receive path still drops what this
+        node did not select before any signature work, so the bound on CPU and pool holds, not the one on
+        bytes.
+        """
+        del senders
+
     @abstractmethod
     def peers(self) -> list[PeerState]:
         """Peers currently connected."""

@@ -287,6 +287,7 @@ def test_every_reason_is_in_the_fixed_set() -> None:
         "unverifiable_dataset",
         "duplicate",
         "own_envelope",
+        "over_budget",
         "banned",
         "not_allowed",
         "limits",

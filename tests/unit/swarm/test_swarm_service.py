@@ -151,7 +151,7 @@ def _capture(publish: Callable[[bytes], Any], into: list[bytes]) -> Callable[[by
 def test_many_nodes_on_one_loop() -> None:
     async def run() -> None:
         hub = MemoryHub(latency_s=0.001, drop_rate=0.1, seed=3)
-        nodes = [node(hub, config()) for _ in range(60)]
+        nodes = [node(hub, config(ingress_groups_per_round=0)) for _ in range(60)]  # the old all-to-all
         for n in nodes:
             await n.start()
         for i, n in enumerate(nodes):
@@ -159,6 +159,34 @@ def test_many_nodes_on_one_loop() -> None:
         await until(lambda: hub.delivered + hub.dropped == 60 * 59)
         await until(lambda: sum(n.pool_size() for n in nodes) == hub.delivered)
         assert 0.8 < hub.delivered / (60 * 59) < 0.98
+        assert all(not n.events.rejections for n in nodes if isinstance(n.events, CountingEvents))
+        for n in nodes:
+            await n.close()
+
+    asyncio.run(run())
+
+
+def test_bounded_ingress_many_nodes_on_one_loop() -> None:
+    """60 nodes, each choosing 8 senders: every node hears from exactly its 8, senders push only to the nodes
+    that chose them, and nothing is rejected (the selection is in place before anyone publishes)."""
+
+    async def run() -> None:
+        hub = MemoryHub(latency_s=0.001, seed=3)
+        nodes = [node(hub, config(ingress_senders=8, ingress_groups_per_round=8)) for _ in range(60)]
+        for n in nodes:
+            await n.start()
+        for n in nodes:
+            n.rotate_ingress()  # everyone has joined: the first nodes now know more than 8 members too
+        assert all(n.ingress.selection is not None and len(n.ingress.selection) == 8 for n in nodes)
+        for i, n in enumerate(nodes):
+            await n.publish([group(2000 + i)], round=1)
+        await until(lambda: hub.delivered == 60 * 8)
+        await until(lambda: sum(n.pool_size() for n in nodes) == 60 * 8)
+        by_id = {n.peer_id: n for n in nodes}
+        for n in nodes:
+            assert n.received_envelopes == 8
+            assert {e.peer for e in n.pool_entries()} == n.ingress.selection
+        assert sum(by_id[p].received_envelopes for p in by_id) == 60 * 8
         assert all(not n.events.rejections for n in nodes if isinstance(n.events, CountingEvents))
         for n in nodes:
             await n.close()

@@ -16,7 +16,8 @@ Peer exchange makes the mesh full so that push alone suffices: the first frame o
 HELLO (topic, the sender's listen multiaddrs); PEERS frames list the swarm members the sender is connected
 to, with their addresses, and are re-sent on change. Members this node is not connected to are dialled (up
 to ``max_peers`` connections; beyond that gossipsub relays), the one with the smaller peer id first so two
-nodes rarely dial each other at once.
+nodes rarely dial each other at once. Bounded ingress (``libp2p.selection``): a receiver may ask a sender
+not to push to it (SELECT frames); the sender then skips it.
 
 Wire format of a frame: 4-byte big-endian body length, 1 kind byte, body. HELLO and PEERS bodies are JSON
 (bounded: ``MAX_CONTROL_BYTES``, ``MAX_PEERS_PER_FRAME``, ``MAX_ADDRS_PER_PEER``); ENVELOPE bodies are the
@@ -44,6 +45,11 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.lru import LRU
+from swarmrl.swarm.transports.libp2p.frames import MAX_ADDRS_PER_PEER, MalformedFrame
+from swarmrl.swarm.transports.libp2p.frames import json_body as _json_body
+from swarmrl.swarm.transports.libp2p.frames import valid_addrs as _valid_addrs
+from swarmrl.swarm.transports.libp2p.frames import valid_peer_id as _valid_peer_id
+from swarmrl.swarm.transports.libp2p.selection import HELLO_FLAG, KIND_SELECT, SelectState, select_body
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +63,6 @@ _HEADER = struct.Struct(">IB")
 #: Largest HELLO/PEERS body accepted.
 MAX_CONTROL_BYTES = 64 * 1024
 MAX_PEERS_PER_FRAME = 64
-MAX_ADDRS_PER_PEER = 8
-_MAX_ADDR_CHARS = 300
 #: Bytes asked of the stream per read.
 _READ_CHUNK = 256 * 1024
 #: Envelope hashes remembered for duplicate suppression (push and gossip copies of one envelope).
@@ -75,10 +79,6 @@ _DIAL_EVERY_TICKS = 5
 _TABLE_CAPACITY = 4096
 #: The writer joins waiting frames into one stream write up to about this many bytes.
 _COALESCE_BYTES = 256 * 1024
-
-
-class MalformedFrame(SwarmRLError):
-    """A peer sent a frame that breaks the push protocol (the stream is reset)."""
 
 
 class FrameTimeout(SwarmRLError):
@@ -144,44 +144,6 @@ def first_on_path(seen: LRU[bytes, int], data: bytes, path: int) -> bool:
     return True
 
 
-def _valid_addrs(peer: str, raw: object) -> tuple[str, ...]:
-    """The dialable TCP multiaddrs of ``peer`` in ``raw`` (anything else is a malformed frame)."""
-    if not isinstance(raw, list) or len(raw) > MAX_ADDRS_PER_PEER:
-        raise MalformedFrame("addrs must be a short list")
-    out: list[str] = []
-    suffix = f"/p2p/{peer}"
-    for text in raw:
-        if not isinstance(text, str) or len(text) > _MAX_ADDR_CHARS:
-            raise MalformedFrame("an address must be a short string")
-        if not text.endswith(suffix) or "/tcp/" not in text:
-            continue  # someone else's or a non-TCP address: not ours to dial
-        try:
-            multiaddr.Multiaddr(text)
-        except Exception as exc:
-            raise MalformedFrame(f"bad multiaddr {text[:80]!r}") from exc
-        out.append(text)
-    return tuple(out)
-
-
-def _valid_peer_id(text: object) -> tuple[str, ID]:
-    if not isinstance(text, str) or len(text) > 128:
-        raise MalformedFrame("peer id must be a short string")
-    try:
-        return text, ID.from_base58(text)
-    except Exception as exc:
-        raise MalformedFrame(f"bad peer id {text[:60]!r}") from exc
-
-
-def _json_body(body: bytes) -> dict[str, object]:
-    try:
-        obj = json.loads(body)
-    except ValueError as exc:
-        raise MalformedFrame("control frame is not JSON") from exc
-    if not isinstance(obj, dict):
-        raise MalformedFrame("control frame must be a JSON object")
-    return obj
-
-
 class PushMesh:
     """Push streams to every directly connected member, their reader side, and peer exchange.
 
@@ -240,6 +202,7 @@ class PushMesh:
         self._nursery: trio.Nursery | None = None
         self._ticks = 0
         self._learned_dirty = False
+        self.selection = SelectState()
 
     # ------------------------------------------------------------------ publishing side
     def ready_peers(self) -> set[ID]:
@@ -278,6 +241,8 @@ class PushMesh:
         frame = encode_frame(KIND_ENVELOPE, data)
         taken = 0
         for peer in self.ready_peers():
+            if not self.selection.wants(peer):
+                continue  # it selected other senders (bounded ingress)
             out = self._outbound[peer]
             try:
                 out.send.send_nowait(frame)
@@ -290,6 +255,21 @@ class PushMesh:
             taken += 1
         self.counters.pushed += taken
         return taken
+
+    def select(self, senders: frozenset[str] | None) -> None:
+        """Bounded ingress: take pushes only from ``senders`` (None: from everyone); peers are told at once."""
+        self.selection.selection = senders
+        self._send_selection()
+
+    def _send_selection(self) -> None:
+        for peer, want in self.selection.pending(set(self._outbound)):
+            out = self._outbound[peer]
+            try:
+                out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want)))
+            except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+                continue  # retried on the next tick
+            out.queued += 1
+            self.selection.told[peer] = want
 
     # ------------------------------------------------------------------ background
     async def run(self) -> None:
@@ -318,6 +298,7 @@ class PushMesh:
             self._opening.add(peer)
             nursery.start_soon(self._open, peer)
         self._maybe_send_peers(now)
+        self._send_selection()
         if self._learned_dirty or self._ticks % _DIAL_EVERY_TICKS == 0:
             self._learned_dirty = False
             self._dial_learned(nursery, connected, now)
@@ -326,7 +307,11 @@ class PushMesh:
         try:
             with trio.fail_after(self.connect_timeout_s):
                 stream = await self.host.new_stream(peer, [PUSH_PROTOCOL])
-                hello = {"topic": self.topic, "addrs": list(self._my_addrs())[:MAX_ADDRS_PER_PEER]}
+                hello = {
+                    "topic": self.topic,
+                    "addrs": list(self._my_addrs())[:MAX_ADDRS_PER_PEER],
+                    HELLO_FLAG: 1,
+                }
                 await stream.write(encode_frame(KIND_HELLO, json.dumps(hello).encode()))
                 peers_body = self._peers_body()
                 await stream.write(encode_frame(KIND_PEERS, peers_body))
@@ -372,6 +357,7 @@ class PushMesh:
 
     def _close_outbound(self, peer: ID) -> None:
         out = self._outbound.pop(peer, None)
+        self.selection.forget(peer, outbound=True)
         if out is None:
             return
         out.send.close()
@@ -382,6 +368,7 @@ class PushMesh:
 
     def _forget_inbound(self, peer: ID) -> None:
         self._inbound.pop(peer, None)
+        self.selection.forget(peer, outbound=False)
         if self._hello_addrs.pop(peer, None) is not None:
             self._last_peers_body = b""  # a member to unlist
         self._learned.pop(peer, None)
@@ -509,7 +496,7 @@ class PushMesh:
             while len(buf) >= _HEADER.size:
                 length, kind = _HEADER.unpack_from(buf)
                 limit = self.max_frame_bytes if kind == KIND_ENVELOPE else MAX_CONTROL_BYTES
-                if kind not in (KIND_HELLO, KIND_PEERS, KIND_ENVELOPE):
+                if kind not in (KIND_HELLO, KIND_PEERS, KIND_ENVELOPE, KIND_SELECT):
                     raise MalformedFrame(f"unknown frame kind {kind}")
                 if length > limit:
                     raise MalformedFrame(f"frame of {length} bytes over the {limit}-byte limit")
@@ -528,6 +515,8 @@ class PushMesh:
                     self._on_envelope(peer, body)
                 elif kind == KIND_PEERS:
                     self._on_peers(peer, body)
+                elif kind == KIND_SELECT:
+                    self.selection.on_frame(peer, body)
                 else:
                     raise MalformedFrame("HELLO sent twice")
             if consumed and buf:  # the next frame started inside this chunk: its clock starts now
@@ -538,6 +527,8 @@ class PushMesh:
         if obj.get("topic") != self.topic:
             raise MalformedFrame("peer is in another swarm (topic mismatch)")
         self._hello_addrs[peer] = _valid_addrs(peer.to_base58(), obj.get("addrs", []))
+        if obj.get(HELLO_FLAG) == 1:
+            self.selection.supporting.add(peer)
         self._last_peers_body = b""  # a new member to list
 
     def _on_peers(self, peer: ID, body: bytes) -> None:

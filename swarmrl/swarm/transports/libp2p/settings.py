@@ -66,6 +66,9 @@ class StackConfig:
     relay: bool = False
     #: Reserve a slot on bootstrap peers that are relays and advertise the /p2p-circuit addresses (NAT).
     relay_reserve: bool = False
+    #: Bounded ingress (``swarm.ingress_groups_per_round`` > 0): own envelopes go only to the push peers that
+    #: did not decline them, never flooded through gossipsub while any push peer is there.
+    bounded_ingress: bool = False
 
 
 @dataclass

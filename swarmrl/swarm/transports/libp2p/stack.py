@@ -99,6 +99,9 @@ class Libp2pStack:
     counters: StackCounters = field(default_factory=StackCounters)
     peer_snapshot: tuple[PeerState, ...] = ()
     addr_snapshot: tuple[str, ...] = ()
+    #: Members with a push stream (base58), the senders bounded ingress may select; refreshed with the peers.
+    member_snapshot: tuple[str, ...] = ()
+    selection: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         self._token: trio.lowlevel.TrioToken | None = None
@@ -158,6 +161,14 @@ class Libp2pStack:
         if token is None:
             raise trio.RunFinishedError("libp2p stack not started")
         token.run_sync_soon(self._enqueue, _Outgoing(data, taken))
+
+    def select(self, senders: frozenset[str] | None) -> None:
+        """Bounded ingress: take pushes only from ``senders`` (kept across incarnations)."""
+        self.selection = senders
+        mesh, token = self._push_mesh, self._token
+        if mesh is not None and token is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(mesh.select, senders)
 
     def inject_fault(self) -> None:
         """Make the current incarnation fail (for supervisor tests)."""
@@ -319,6 +330,7 @@ class Libp2pStack:
             frame_timeout_s=cfg.push_frame_timeout_s,
         )
         host.set_stream_handler(PUSH_PROTOCOL, push.handle_inbound)
+        push.select(self.selection)
         return push
 
     def _deliver_pushed(self, data: bytes, peer: str) -> None:
@@ -465,6 +477,8 @@ class Libp2pStack:
             if push is not None:
                 await push.wait_for_room(QUEUE_WAIT_S)
                 gossip = not push.covers_all_members()
+                if self.config.bounded_ingress and push.ready_peers():
+                    gossip = False  # receivers chose their senders: no flooding (docs/scale.md)
                 push.push(data)
             else:
                 self._seen.put(envelope_digest(data), SEEN_OWN)
@@ -604,7 +618,9 @@ class Libp2pStack:
             if self._relay is not None:
                 self.addr_snapshot = self._own_addrs + self._relay.circuit_addrs
             mesh = self._push_mesh
-            self.counters.direct_peers = len(mesh.ready_peers()) if mesh is not None else 0
+            ready = mesh.ready_peers() if mesh is not None else set()
+            self.counters.direct_peers = len(ready)
+            self.member_snapshot = tuple(p.to_base58() for p in ready)
             self.counters.push_covers_members = mesh is not None and mesh.covers_all_members()
             if live == last_live and now - refreshed_at < _SNAPSHOT_REFRESH_S and last_count >= 0:
                 await trio.sleep(0.2)

@@ -172,6 +172,7 @@ class Libp2pTransport(Transport):
         push_frame_timeout_s: float = 10.0,
         relay: bool = False,
         relay_reserve: bool = False,
+        ingress_groups_per_round: int = 0,
         events: SwarmEvents | None = None,
     ) -> None:
         if not swarm_id:
@@ -245,6 +246,7 @@ class Libp2pTransport(Transport):
             push_frame_timeout_s=push_frame_timeout_s,
             relay=relay,
             relay_reserve=relay_reserve,
+            bounded_ingress=ingress_groups_per_round > 0,
             # the wire cap, not the configured envelope limit: an envelope over that limit must reach the
             # receive path (rejected as 'oversized', charged to the peer) exactly as it would over gossip
             max_frame_bytes=MAX_MESSAGE_BYTES + 8 * 1024,
@@ -343,6 +345,15 @@ class Libp2pTransport(Transport):
     def peers(self) -> list[PeerState]:
         """Currently connected peers (refreshed every 200 ms by the stack)."""
         return list(self._stack.peer_snapshot) if self._stack is not None else []
+
+    def members(self) -> list[str]:
+        """Members with a push stream: the senders bounded ingress can select (and ask to push)."""
+        return list(self._stack.member_snapshot) if self._stack is not None else []
+
+    def select_senders(self, senders: frozenset[str] | None) -> None:
+        """Bounded ingress: tell the push peers whether this node wants their envelopes."""
+        if self._stack is not None:
+            self._stack.select(senders)
 
     def listen_addrs(self) -> list[str]:
         """Full multiaddrs including /p2p/<peer id>, with the real bound port."""
