@@ -39,6 +39,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from swarmrl.swarm.fdlimit import connection_budget
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.transports.base import PeerState
+from swarmrl.swarm.transports.libp2p.dialing import Dialer, peer_addrs, refuse
 from swarmrl.swarm.transports.libp2p.hardened import (
     FloodPublishGossipSub,
     HandshakeGate,
@@ -79,12 +80,6 @@ _SNAPSHOT_REFRESH_S = 2.0
 
 
 @dataclass
-class _Backoff:
-    failures: int = 0
-    next_try: float = 0.0
-
-
-@dataclass
 class _Outgoing:
     data: bytes
     taken: Callable[[], None] | None = None
@@ -113,7 +108,6 @@ class Libp2pStack:
         self._stop_requested = False
         self._inflight: _Outgoing | None = None
         self._first_seen: dict[ID, float] = {}
-        self._backoff: dict[str, _Backoff] = {}
         self._cache = PeerCache.load(self.config.peer_cache_path)
         self._cache_dirty = False
         self._cache_saved_at = 0.0
@@ -364,7 +358,15 @@ class Libp2pStack:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._drain, subscription)
-                    nursery.start_soon(self._dialer, host, first_round)
+                    dialer = Dialer(
+                        self.config,
+                        self._cache,
+                        self._my_id,
+                        self._admits,
+                        self._connect_via(host),
+                        self.counters,
+                    )
+                    nursery.start_soon(dialer.run, host, first_round)
                     nursery.start_soon(self._watch, host, pubsub, gossipsub)
                     nursery.start_soon(guard.run)
                     nursery.start_soon(relay.run)
@@ -529,69 +531,6 @@ class Libp2pStack:
                 return
             await trio.sleep(0.001)
 
-    async def _dialer(self, host: IHost, first_round: trio.Event) -> None:
-        """Dial bootstrap and cached peers that are not connected, with per-peer exponential backoff."""
-        while True:
-            targets = self._dial_targets(host)
-            if targets:
-                async with trio.open_nursery() as nursery:
-                    for peer_id, addrs in targets.items():
-                        nursery.start_soon(self._dial_one, host, peer_id, addrs, first_round)
-            first_round.set()
-            await trio.sleep(self.config.redial_s)
-
-    def _dial_targets(self, host: IHost) -> dict[ID, list[multiaddr.Multiaddr]]:
-        connected = set(host.get_connected_peers())
-        now = time.monotonic()
-        texts = list(self.config.bootstrap) + self._cache.addrs()
-        targets: dict[ID, list[multiaddr.Multiaddr]] = {}
-        for text in texts:
-            try:
-                ma = multiaddr.Multiaddr(text)
-                pid_text = ma.get_peer_id()
-                if pid_text is None:
-                    continue
-                peer_id = ID.from_base58(pid_text)
-                bare = ma.decapsulate(multiaddr.Multiaddr(f"/p2p/{pid_text}"))
-            except Exception:
-                logger.debug("skipping undialable address %s", text)
-                continue
-            if peer_id == self._my_id or peer_id in connected or not self._admits(pid_text):
-                continue
-            if self._backoff.get(pid_text, _Backoff()).next_try > now:
-                continue
-            targets.setdefault(peer_id, []).append(bare)
-        if self.config.mdns:
-            store = host.get_peerstore()
-            for peer_id in store.peers_with_addrs():
-                if peer_id == self._my_id or peer_id in connected or peer_id in targets:
-                    continue
-                if self._backoff.get(peer_id.to_base58(), _Backoff()).next_try > now:
-                    continue
-                targets[peer_id] = list(store.addrs(peer_id))
-        return targets
-
-    async def _dial_one(
-        self, host: IHost, peer_id: ID, addrs: list[multiaddr.Multiaddr], first_round: trio.Event
-    ) -> None:
-        key = peer_id.to_base58()
-        ok = False
-        with trio.move_on_after(self.config.connect_timeout_s):
-            try:
-                await self._connect_via(host)(PeerInfo(peer_id, addrs))
-                ok = True
-            except Exception as exc:
-                logger.debug("dial %s failed: %r", key, exc)
-        if ok:
-            self._backoff.pop(key, None)
-            first_round.set()
-            return
-        self.counters.dial_failures += 1
-        state = self._backoff.setdefault(key, _Backoff())
-        state.failures += 1
-        delay = min(300.0, self.config.redial_s * 2 ** min(state.failures - 1, 10))
-        state.next_try = time.monotonic() + delay
-
     async def _watch(self, host: IHost, pubsub: HardenedPubsub, gossipsub: FloodPublishGossipSub) -> None:
         """Every 200 ms: check the services are alive and refuse disallowed peers; refresh the peers snapshot
         and the peer cache when the peer set changed, else every ``_SNAPSHOT_REFRESH_S`` (formatting every
@@ -609,7 +548,7 @@ class Libp2pStack:
             peers = host.get_connected_peers()
             refused = [p for p in peers if not self._admits(p.to_base58())]
             for peer in refused:
-                await self._refuse(host, peer)
+                await refuse(host, peer)
             peers = [p for p in peers if p not in refused]
             live = set(peers)
             for gone in [p for p in self._first_seen if p not in live]:
@@ -629,7 +568,7 @@ class Libp2pStack:
             store = host.get_peerstore()
             snapshot = []
             for peer in peers:
-                addrs = self._peer_addrs(store, peer)
+                addrs = peer_addrs(store, peer)
                 snapshot.append(PeerState(peer_id=peer.to_base58(), address=addrs[0] if addrs else ""))
                 if addrs and self._cache.remember(peer.to_base58(), addrs):
                     self._cache_dirty = True
@@ -639,36 +578,6 @@ class Libp2pStack:
                 self.callbacks.peers_changed(last_count)
             self._save_cache(force=False)
             await trio.sleep(0.2)
-
-    @staticmethod
-    async def _refuse(host: IHost, peer: ID) -> None:
-        """Close the connection of a peer the allowlist refuses (pubsub already ignores it)."""
-        logger.debug("closing the connection of %s: not on the allowlist", peer)
-        with trio.move_on_after(2.0):
-            try:
-                await host.disconnect(peer)
-            except Exception as exc:
-                logger.debug("disconnecting %s raised %r", peer, exc)
-
-    @staticmethod
-    def _peer_addrs(store: object, peer: ID) -> list[str]:
-        try:
-            raw = store.addrs(peer)  # type: ignore[attr-defined]
-        except Exception:
-            return []
-        suffix = f"/p2p/{peer.to_base58()}"
-        out: list[str] = []
-        for addr in raw:
-            text = str(addr)
-            if "/tcp/" not in text:
-                continue
-            if "/p2p/" not in text:
-                text += suffix
-            elif not text.endswith(suffix):
-                continue  # a relay or someone else's address
-            if text not in out:
-                out.append(text)
-        return out
 
     def _save_cache(self, force: bool) -> None:
         now = time.monotonic()
