@@ -88,6 +88,12 @@ class Parts:
             self.rollout_log.close()
 
 
+def sampling_params(cfg: NodeConfig) -> SamplingParams:
+    """The node's sampling of its own groups (``generation.*``)."""
+    g = cfg.generation
+    return SamplingParams(g.num_completions, g.temperature, g.top_p, g.max_new_tokens, False)
+
+
 def _quiet_transformers() -> None:
     try:
         import transformers
@@ -145,14 +151,9 @@ def assemble(node: Parts, worker: GenerationWorker | None) -> None:
     node.learner = Learner(node.policy, cfg.trainer, schedule_steps=schedule_horizon(cfg))
     node.engine = _engine(cfg, node.policy, node.learner, worker)
     node.pipeline = build_reward_pipeline(cfg)
-    g = cfg.generation
     # Model-based reward modules score with this node's policy (bound only when one needs it).
     node.scorer = attach_scorer(
-        node.pipeline,
-        node.policy,
-        node.engine.generator,
-        node.learner,
-        SamplingParams(g.num_completions, g.temperature, g.top_p, g.max_new_tokens, False),
+        node.pipeline, node.policy, node.engine.generator, node.learner, sampling_params(cfg)
     )
     node.sources = [
         build_source(s.source, s.dataset, s.config, cfg.tasks.seed, cfg.tasks.size) for s in cfg.tasks.sources

@@ -9,7 +9,6 @@ import asyncio
 import copy
 import logging
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,8 +146,3 @@ class Checkpoints:
         if self._in_flight is not None:
             task, self._in_flight = self._in_flight, None
             await task
-
-
-def stamp(metrics_gauge: Any) -> Callable[[Path], None]:
-    """An ``on_written`` that sets a gauge to the write time."""
-    return lambda _path: metrics_gauge.set(time.time())

@@ -24,7 +24,7 @@ from typing import Any
 
 from swarmrl.config import NodeConfig
 from swarmrl.errors import NodeError
-from swarmrl.node.assembly import Parts, assemble
+from swarmrl.node.assembly import Parts, assemble, sampling_params
 from swarmrl.node.control import ControlPlane, ControlView, start_control
 from swarmrl.node.evaluation import EvalResult, EvalSettings, evaluate_tasks
 from swarmrl.node.metrics import MetricsServer, NodeMetrics
@@ -37,7 +37,6 @@ from swarmrl.rewards import Sample
 from swarmrl.rewards.pipeline import ScoredGroup
 from swarmrl.swarm.service import Swarm
 from swarmrl.tasks import Task
-from swarmrl.trainer.generation import SamplingParams
 from swarmrl.trainer.genlaunch import GenerationWorker
 from swarmrl.trainer.learner import StepStats
 from swarmrl.trainer.prompts import prompts_ids
@@ -79,16 +78,17 @@ class Node(Parts):
         return self.checkpoints.last if self._assembled else None
 
     # -- one round's steps (each runs in a worker thread) --------------------------------------------------
-    def _sampling(self, greedy: bool = False) -> SamplingParams:
-        g = self.cfg.generation
-        return SamplingParams(g.num_completions, g.temperature, g.top_p, g.max_new_tokens, greedy)
+    def _own_budget(self, external: int) -> int:
+        """Own groups a round trains on: I, plus with ``fill_with_local`` the shortfall of ``external`` below J."""
+        s = self.cfg.sampling
+        return s.local_groups + (s.external_groups - external if s.fill_with_local else 0)
 
     def generate(self, round_: int, n: int) -> Generated:
         """``n`` own groups for this round, each with its task and the policy version that sampled it."""
         tasks = self.tasks.sample(n)
         prompts = prompts_ids(self.policy.tokenizer, [t.question for t in tasks])
         t0 = time.perf_counter()
-        outs, version = self.engine.generate(prompts, self._sampling())
+        outs, version = self.engine.generate(prompts, sampling_params(self.cfg))
         seconds = time.perf_counter() - t0
         info = PolicyInfo(self.policy.name, version, self.cfg.node.name)
         for comps in outs:
@@ -162,8 +162,7 @@ class Node(Parts):
         external = await asyncio.to_thread(
             self.swarm.sample, s.external_groups, round_, self.external.rescore
         )
-        n_local = s.local_groups + (s.external_groups - len(external) if s.fill_with_local else 0)
-        own = await self._own_groups(round_, n_local)
+        own = await self._own_groups(round_, self._own_budget(len(external)))
         self._last_external = len(external)
         self._launch_prefetch(round_ + 1)
         own_samples, own_scored = await asyncio.to_thread(self.score, own.groups, list(own.tasks))
@@ -202,10 +201,10 @@ class Node(Parts):
         """With ``max_staleness`` > 0, generate round ``round_`` while the current round trains: one round
         ahead (a queue of one), so its samples are at most one round stale. It generates I plus, with
         ``fill_with_local``, the shortfall this round's J predicts (the next round corrects a wrong guess)."""
-        total, s = self.cfg.node.rounds, self.cfg.sampling
+        total = self.cfg.node.rounds
         if self.cfg.trainer.max_staleness == 0 or (total and round_ > total) or self._stop.is_set():
             return
-        n = s.local_groups + (s.external_groups - self._last_external if s.fill_with_local else 0)
+        n = self._own_budget(self._last_external)
         self._prefetch[round_] = asyncio.create_task(asyncio.to_thread(self.generate, round_, n))
 
     def _record(self, rec: RoundRecord, own: list[RolloutGroup]) -> None:

@@ -9,7 +9,6 @@ field existed read back with that field's default, so an old data directory stil
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,10 +70,6 @@ class RoundRecord:
             raise JournalError("a round record without 'round'")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
-
-    @property
-    def eval_ran(self) -> bool:
-        return self.eval_accuracy is not None and not math.isnan(self.eval_accuracy)
 
 
 def rounds_of(records: Iterable[Mapping[str, Any]]) -> list[RoundRecord]:
