@@ -282,11 +282,17 @@ def _ms(values: list[float | None]) -> str:
     return f"{statistics.fmean(v):.3f} ± {sd:.3f}"
 
 
-def literature_table(rows: list[dict[str, Any]], last: int) -> str:
-    """One line per arm: means ± sd over seeds."""
+def _by_arm(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """The runs of each arm (item, task, pipeline label) across seeds, in first-seen order."""
     arms: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for r in rows:
         arms.setdefault((r["item"], r["task"], r["label"]), []).append(r)
+    return arms
+
+
+def literature_table(rows: list[dict[str, Any]], last: int) -> str:
+    """One line per arm: means ± sd over seeds."""
+    arms = _by_arm(rows)
     head = (
         f"| item | task | pipeline | seeds | rc | accuracy first {last} | accuracy last {last} "
         f"| zero-adv fraction first {last} -> last {last} | exact-match zero-variance last {last} "
@@ -436,9 +442,7 @@ def inputs_runs(
 
 def inputs_table(rows: list[dict[str, Any]], last: int) -> str:
     """One line per arm (means ± sd over seeds): reward, accuracy and each module, first -> last rounds."""
-    arms: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        arms.setdefault((r["item"], r["task"], r["label"]), []).append(r)
+    arms = _by_arm(rows)
     head = (
         f"| item | task | pipeline | seeds | rc | mean reward first {last} -> last {last} "
         f"| accuracy first {last} -> last {last} | module means first {last} -> last {last} (sd over rounds) "
