@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import struct
 import threading
 import time
@@ -264,6 +265,32 @@ def test_restart_reconnects_from_peer_cache_without_bootstrap(tmp_path: Path) ->
         await wait_until(lambda: inbox_b2.has(b"via-cache"), what="delivery after cache reconnect")
 
     run(guarded(body))
+
+
+def test_a_bootstrap_peer_that_starts_late_is_joined_within_the_redial_backoff() -> None:
+    """A node whose bootstrap peer is not up yet keeps its own backoff (2 s, 4 s, 8 s here); py-libp2p's
+    60 s negative cache of failed peers must not add to it (it did: the late peer was refused for a minute)."""
+    key_a = os.urandom(32)
+    probe = Libp2pTransport(key_a, SWARM)  # only for the peer id
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    boot = f"/ip4/127.0.0.1/tcp/{port}/p2p/{probe.peer_id}"
+
+    async def body(started: list[Libp2pTransport]) -> None:
+        b, inbox_b = await node(bootstrap=[boot], redial_s=2.0, connect_timeout_s=1.0)
+        started.append(b)
+        assert not b.peers()
+        await wait_until(lambda: b.stats().dial_failures >= 2, timeout=20, what="b's dials to a to fail")
+        a = Libp2pTransport(key_a, SWARM, listen_port=port, redial_s=2.0, connect_timeout_s=1.0)
+        a.subscribe(Inbox())
+        await a.start()
+        started.append(a)
+        await wait_until(lambda: any(p.peer_id == a.peer_id for p in b.peers()), timeout=30, what="b joins a")
+        await a.publish(b"late")
+        await wait_until(lambda: inbox_b.has(b"late"), what="delivery from the late peer")
+
+    run(guarded(body), timeout=90)
 
 
 def test_private_network_key_isolates_outsiders() -> None:

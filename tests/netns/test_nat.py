@@ -1,18 +1,23 @@
-"""A node behind an emulated NAT router joins through a circuit relay (py-libp2p's circuit relay v2).
+"""Two nodes behind emulated NAT routers reach each other through a circuit relay, then hole-punch a direct
+connection (py-libp2p 0.8.1's circuit relay v2 and DCUtR).
 
-Namespaces (``topology``): node 0 is the relay (``swarm.relay: true``, public address); nodes 1 and 2 each
-sit behind their own router doing iptables MASQUERADE: they can dial out, nothing can dial in (the home-user
-case). Both bootstrap to the relay with ``swarm.relay_reserve: true``: each reserves a slot there and
-advertises its ``/p2p-circuit`` address. Neither can dial the other directly, so the connection between them
-must go through the relay. Asserted: the NATed addresses are not reachable, both reserved, one of them logs
-its connection to the other through the relay, and groups flow both ways between 1 and 2.
+Namespaces (``topology``, plain routing: no delay proxy, so the NAT routers see the nodes' own TCP packets):
+node 0 is the relay (``swarm.relay: true``, public address); nodes 1 and 2 each sit behind their own router
+doing iptables MASQUERADE and dropping unsolicited inbound TCP (a home router): they can dial out, nothing
+can dial in. Both bootstrap to the relay with ``swarm.relay_reserve: true``: each reserves a slot there and
+advertises its ``/p2p-circuit`` address.
 
-DCUtR (hole punching to upgrade the relayed connection) is not wired in (see ``relay.py``); this test does
-not claim it.
+The NATed nodes start first and come up alone (their dials to the relay fail), then the relay starts: a
+relay that comes up late is joined within seconds. Asserted, in order: the NATed nodes cannot be dialled
+(neither the private address nor the router's public one) but can dial out; both reserve a slot; one dials
+the other through the relay; the two accept each other's groups; DCUtR upgrades the relayed connection to a
+direct one (TCP simultaneous open through both NATs); the relayed connection is closed after its grace
+period and groups keep flowing over the direct one; no error in any log.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +29,7 @@ from tests.netns.test_wan import CONTROL_PORT, METRICS_PORT, P2P_PORT, WanNode, 
 from tests.netns.topology import Wan, netns_available
 from tests.nodeutil import wait_for
 
-pytestmark = [
-    pytest.mark.netns,
-    # Known gap, not run (it would cost ~3 min of CI for a known failure): both NATed nodes reserve a slot on
-    # the relay and groups flow between them through the relay node's gossip, but in this setting neither
-    # attempts a dial of the other through the relay (no relayed connection is logged), so the test's
-    # central assertion fails. Reservations also took 60-75 s on a saturated 2-core machine.
-    pytest.mark.xfail(run=False, reason="NATed members do not yet dial each other through the relay"),
-]
+pytestmark = pytest.mark.netns
 
 
 @pytest.fixture
@@ -39,7 +37,7 @@ def net(tmp_path: Path) -> Any:
     reason = netns_available()
     if reason is not None:
         pytest.skip(reason)
-    wan = Wan(3, {}, default_ms=20.0)
+    wan = Wan(3, {}, default_ms=0.0, delay_relay=False)
     try:
         wan.up(tmp_path)
         yield wan
@@ -47,45 +45,73 @@ def net(tmp_path: Path) -> Any:
         wan.close()
 
 
-def test_a_node_behind_nat_joins_through_a_relay(net: Wan, tmp_path: Path) -> None:
+def _up(net: Wan, root: Path, i: int, process: subprocess.Popen[bytes]) -> WanNode:
+    data = root / f"n{i}"
+    proc = Proc(f"n{i}", data, data / "node.log", root / f"n{i}.yaml", process)
+    proc.wait_up()
+    return WanNode(proc, net.forward(i, CONTROL_PORT), net.forward(i, METRICS_PORT))
+
+
+def _logged(node: WanNode, *needles: str) -> bool:
+    return any(all(n in line for n in needles) for line in node.proc.log.read_text().splitlines())
+
+
+def test_nodes_behind_nat_join_through_a_relay_and_hole_punch(net: Wan, tmp_path: Path) -> None:
     net.nat(1)
-    private = net.nat(2)
-    relay, public = Identity.generate(), Identity.generate()
-    natted = Identity.generate()
-    ids = [relay, public, natted]
+    net.nat(2)
+    ids = [Identity.generate() for _ in range(3)]
     for i, ident in enumerate(ids):
         ident.save(tmp_path / f"n{i}" / "identity.key")
-    boot = f"/ip4/{net.addr(0)}/tcp/{P2P_PORT}/p2p/{relay.peer_id_text}"
+    pid = [ident.peer_id_text for ident in ids]
+    boot = f"/ip4/{net.addr(0)}/tcp/{P2P_PORT}/p2p/{pid[0]}"
     swarm: list[dict[str, Any]] = [
         {"listen_host": net.addr(0), "relay": True},
         {"listen_host": net.nat_addr(1), "bootstrap_peers": [boot], "relay_reserve": True},
-        {"listen_host": private, "bootstrap_peers": [boot], "relay_reserve": True},
+        {"listen_host": net.nat_addr(2), "bootstrap_peers": [boot], "relay_reserve": True},
     ]
-    procs = launch(net, tmp_path, swarm)
+    # the NATed nodes start first and come up alone (their dials to the relay fail); then the relay starts
+    procs = launch(net, tmp_path, swarm, only=[1, 2])
     with stopping(procs):
-        nodes = []
-        for i, process in enumerate(procs):
-            data = tmp_path / f"n{i}"
-            proc = Proc(f"n{i}", data, data / "node.log", tmp_path / f"n{i}.yaml", process)
-            proc.wait_up()
-            nodes.append(WanNode(proc, net.forward(i, CONTROL_PORT), net.forward(i, METRICS_PORT)))
-        assert not net.can_connect(1, private, P2P_PORT), "the NATed node is dialable: no NAT"
-        assert not net.can_connect(2, net.nat_addr(1), P2P_PORT), "the other NATed node is dialable: no NAT"
-        assert net.can_connect(2, net.addr(0), P2P_PORT), "the NATed node cannot dial out"
+        nodes = {i: _up(net, tmp_path, i, process) for i, process in zip((1, 2), procs, strict=True)}
+        procs.extend(launch(net, tmp_path, swarm, only=[0]))
+        nodes[0] = _up(net, tmp_path, 0, procs[-1])
+        a, b = nodes[1], nodes[2]
+        for me, other in ((1, 2), (2, 1)):
+            assert not net.can_connect(me, net.nat_addr(other), P2P_PORT), (
+                f"n{other}'s private address is dialable"
+            )
+            assert not net.can_connect(me, net.addr(other), P2P_PORT), (
+                f"n{other}'s router forwards inbound: no NAT"
+            )
+            assert net.can_connect(me, net.addr(0), P2P_PORT), f"n{me} cannot dial out"
 
-        def both_ways() -> bool:
-            a, b = nodes[1].accepted(), nodes[2].accepted()
-            return a.get(natted.peer_id_text, 0) > 0 and b.get(public.peer_id_text, 0) > 0
+        wait_for(
+            lambda: all(_logged(n, "reserved a relay slot") for n in (a, b)), 120, "both relay slots", 1.0
+        )
+        wait_for(
+            lambda: _logged(a, "through a relay", "connected to", pid[2]) or _logged(b, "through a relay", "connected to", pid[1]),
+            120, "a connection between the NATed nodes through the relay", 1.0,
+        )  # fmt: skip
 
-        wait_for(both_ways, 180, "groups to flow between the public and the NATed node", 1.0)
-        for n in nodes[1:]:
-            assert "reserved a relay slot" in n.proc.log.read_text(), n.proc.tail()
-        relayed = [
-            line
-            for n, other in ((nodes[1], natted), (nodes[2], public))
-            for line in n.proc.log.read_text().splitlines()
-            if "through a relay" in line and other.peer_id_text in line
-        ]
-        assert relayed, "neither NATed node connected to the other through the relay"
-        bad = {n.proc.name: n.proc.bad_log_lines()[:5] for n in nodes if n.proc.bad_log_lines()}
+        def both_ways(base: tuple[int, int]) -> bool:
+            return a.accepted().get(pid[2], 0) > base[0] and b.accepted().get(pid[1], 0) > base[1]
+
+        wait_for(lambda: both_ways((0, 0)), 120, "groups to flow both ways between the NATed nodes", 1.0)
+        wait_for(
+            lambda: _logged(a, "hole punch", "direct", pid[2]) or _logged(b, "hole punch", "direct", pid[1]),
+            120, "DCUtR to upgrade the relayed connection to a direct one", 1.0,
+        )  # fmt: skip
+        # the direct connection runs between the two routers' public addresses: through both NATs
+        assert _logged(a, "hole punch", f"({net.addr(2)}:") or _logged(b, "hole punch", f"({net.addr(1)}:"), (
+            a.proc.tail(),
+            b.proc.tail(),
+        )
+        # DCUtR closes the relayed connection a grace period (60 s) after the upgrade; traffic stays
+        wait_for(
+            lambda: _logged(a, "relayed connection to", "closed", pid[2]) or _logged(b, "relayed connection to", "closed", pid[1]),
+            150, "the relayed connection to close after the upgrade", 1.0,
+        )  # fmt: skip
+        after = (a.accepted().get(pid[2], 0), b.accepted().get(pid[1], 0))
+        wait_for(lambda: both_ways(after), 120, "groups to keep flowing over the direct connection", 1.0)
+        bad = {n.proc.name: n.proc.bad_log_lines()[:5] for n in nodes.values() if n.proc.bad_log_lines()}
         assert not bad, bad

@@ -68,10 +68,14 @@ class WanNode:
         return metric_value(scrape(self.metrics_url), "swarmrl_rollouts_published_total") or 0.0
 
 
-def launch(net: Wan, root: Path, swarm: list[dict[str, Any]]) -> list[subprocess.Popen[bytes]]:
-    """Start node i in its namespace with ``swarm[i]`` merged into its swarm section (libp2p on P2P_PORT)."""
+def launch(
+    net: Wan, root: Path, swarm: list[dict[str, Any]], only: list[int] | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """Start node i (each i in ``only``, default all) in its namespace with ``swarm[i]`` merged into its swarm
+    section (libp2p on P2P_PORT); the processes in that order."""
     procs = []
-    for i, extra in enumerate(swarm):
+    for i in range(len(swarm)) if only is None else only:
+        extra = swarm[i]
         data = root / f"n{i}"
         data.mkdir(parents=True, exist_ok=True)
         cfg: dict[str, Any] = deep_merge(FAST, SWARM_NODE)

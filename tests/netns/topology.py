@@ -5,6 +5,7 @@ Layout (``S`` is a per-run second octet, names carry a per-run tag, everything i
     node i (ns TAGn<i>): 10.S.<i>.2/24 on TAGb<i>, default route via the hub
     hub    (ns TAGh):    10.S.<i>.1/24 on each TAGa<i>; iptables REDIRECTs node-to-node TCP into the
                          delay relay (``tests.netns.linkrelay``), which connects onward itself
+                         (``delay_relay=False``: plain routing, no delays, for the NAT test's hole punch)
 
 ``uplink(i, "1mbit")`` caps node i's egress with ``tc tbf`` on its veth; ``split(A, B)`` blackholes every
 connection between the two groups with iptables in the hub (both legs that face the nodes, matched on the
@@ -62,8 +63,11 @@ def sh(*cmd: str) -> None:
 
 
 class Wan:
-    def __init__(self, nodes: int, delays_ms: dict[tuple[int, int], float], default_ms: float) -> None:
+    def __init__(
+        self, nodes: int, delays_ms: dict[tuple[int, int], float], default_ms: float, delay_relay: bool = True
+    ) -> None:
         self.nodes = nodes
+        self.delay_relay = delay_relay
         self.tag = f"w{os.getpid() % 100000}"
         self.octet = 64 + os.getpid() % 150
         self.hub = f"{self.tag}h"
@@ -109,14 +113,17 @@ class Wan:
             self.nx(i, "ip", "addr", "add", f"{self.addr(i)}/24", "dev", b)
             self.nx(i, "ip", "link", "set", b, "up")
             self.nx(i, "ip", "route", "add", "default", "via", f"10.{self.octet}.{i}.1")
+        self.hx("iptables", "-N", "WANSPLIT")
+        self.hx("iptables", "-A", "INPUT", "-j", "WANSPLIT")
+        self.hx("iptables", "-A", "OUTPUT", "-j", "WANSPLIT")
+        self.hx("iptables", "-A", "FORWARD", "-j", "WANSPLIT")
+        if not self.delay_relay:
+            return  # plain routing: hole punching needs the peers' own TCP packets, not a proxy's
         # node-to-node TCP goes through the delay relay
         self.hx(
             "iptables", "-t", "nat", "-A", "PREROUTING", "-i", f"{self.tag}a+", "-p", "tcp",
             "-d", f"10.{self.octet}.0.0/16", "-j", "REDIRECT", "--to-ports", str(RELAY_PORT),
         )  # fmt: skip
-        self.hx("iptables", "-N", "WANSPLIT")
-        self.hx("iptables", "-A", "INPUT", "-j", "WANSPLIT")
-        self.hx("iptables", "-A", "OUTPUT", "-j", "WANSPLIT")
         delays = {f"{s},{d}": ms for (s, d), ms in self.delays_ms.items()}
         import json
 
@@ -152,6 +159,9 @@ class Wan:
         self.nx(i, "ip", "link", "set", a, "up")
         self.nx(i, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         self.nx(i, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", f"{self.tag}b{i}", "-j", "MASQUERADE")
+        # a home router: unsolicited inbound TCP is dropped silently (no RST that would kill a hole punch)
+        self.nx(i, "iptables", "-A", "INPUT", "-i", f"{self.tag}b{i}", "-p", "tcp",
+                "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")  # fmt: skip
         sh("ip", "netns", "exec", inner, "ip", "link", "set", "lo", "up")
         sh("ip", "netns", "exec", inner, "ip", "addr", "add", f"{private}.2/24", "dev", b)
         sh("ip", "netns", "exec", inner, "ip", "link", "set", b, "up")

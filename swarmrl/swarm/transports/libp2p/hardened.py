@@ -439,6 +439,11 @@ def route_libp2p_logs() -> None:
     root.propagate = True
     if root.level == logging.NOTSET or root.level < logging.WARNING:
         root.setLevel(logging.WARNING)
+    # some modules pin their own logger to INFO at import (the auto-connector logs its state every 10 s)
+    for name, child in list(logging.root.manager.loggerDict.items()):
+        pinned = isinstance(child, logging.Logger) and logging.NOTSET < child.level < logging.WARNING
+        if name.startswith("libp2p.") and pinned:
+            child.setLevel(logging.WARNING)  # type: ignore[union-attr]
 
 
 def demote_remote_errors() -> None:

@@ -85,6 +85,9 @@ class StackCounters:
     #: Snapshot (refreshed with the peers): members with a push stream, and whether that is all of them.
     direct_peers: int = 0
     push_covers_members: bool = False
+    #: Peers reached only through a relay now; relayed connections upgraded to direct ones (DCUtR), in total.
+    relayed_peers: int = 0
+    hole_punches: int = 0
 
 
 @dataclass

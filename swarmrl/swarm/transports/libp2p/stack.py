@@ -340,7 +340,9 @@ class Libp2pStack:
         guard = self.guard = InstanceGuard(host, self.peer_id, self._on_in_use)
         guard.install()
         cfg = self.config
-        relay = self._relay = RelaySupport(host, cfg.relay, cfg.bootstrap if cfg.relay_reserve else ())
+        relay = self._relay = RelaySupport(
+            host, cfg.relay, cfg.bootstrap if cfg.relay_reserve else (), self.counters
+        )
         self._fault = trio.Event()
         self._first_seen.clear()
         listen = multiaddr.Multiaddr(f"/ip4/{self.config.listen_host}/tcp/{self._bound_port}")
@@ -394,9 +396,16 @@ class Libp2pStack:
         await push.run()
 
     def _connect_via(self, host: IHost) -> Callable[[PeerInfo], Awaitable[None]]:
-        """Dial with the relay's connect (which also dials /p2p-circuit addresses) once it exists."""
+        """Dial with the relay's connect (which also dials /p2p-circuit addresses) once it exists.
+
+        Our dialers keep their own per-peer backoff, so py-libp2p's negative cache (a peer whose addresses
+        all failed is refused for 60 s) is lifted first: without that a bootstrap peer that starts a few
+        seconds after us stayed unreachable for about 75 s (its refusals restarted our backoff)."""
 
         async def connect(info: PeerInfo) -> None:
+            unblock = getattr(host.get_network(), "unblock_peer", None)
+            if unblock is not None:
+                unblock(info.peer_id)
             relay = self._relay
             await (relay.connect(info) if relay is not None else host.connect(info))
 

@@ -95,6 +95,8 @@ class Libp2pStats:
     queue; ``push_received``: envelopes that arrived over push; ``duplicates_dropped``: second copies
     (push + gossip) dropped before the handler. ``direct_peers``: members with a push stream;
     ``push_covers_members``: push reaches every member this node knows of (own envelopes are not gossiped).
+    ``relayed_peers``: peers reached only through a circuit relay now; ``hole_punches``: relayed connections
+    that DCUtR upgraded to direct ones.
     """
 
     published: int
@@ -109,6 +111,8 @@ class Libp2pStats:
     duplicates_dropped: int = 0
     direct_peers: int = 0
     push_covers_members: bool = False
+    relayed_peers: int = 0
+    hole_punches: int = 0
 
 
 def _key_pair(private_key: bytes | KeyPair) -> KeyPair:
@@ -396,6 +400,8 @@ class Libp2pTransport(Transport):
             duplicates_dropped=c.push.duplicates_dropped if c else 0,
             direct_peers=c.direct_peers if c else 0,
             push_covers_members=c.push_covers_members if c else False,
+            relayed_peers=c.relayed_peers if c else 0,
+            hole_punches=c.hole_punches if c else 0,
         )
 
     def _inject_fault(self) -> None:
