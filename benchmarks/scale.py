@@ -17,7 +17,13 @@ A round: every node publishes one envelope of ``--groups`` synthetic groups (eac
 own), waits until it holds what its budget implies (or ``--round-timeout``), samples ``--sample`` groups
 (uniform) and drops the rest; the coordinator then waits ``--settle`` s (real rounds last minutes: the
 new senders' selection frames are in place before the next round) and reads every node's counters.
-Usage: ``python benchmarks/scale.py [--parts before_after,validate] [--rounds 4] [--out FILE.json]``.
+* **explore** (not in the default parts): N = ``--explore-nodes`` (16) real processes capped at
+  ``--explore-max-peers`` (4) connections each, a swarm larger than any node's connections, with
+  ``swarm.ingress_explore`` 0 (choose among connected members only) and 2 (the default: up to two far members
+  per draw, dialled), ``--explore-repeats`` times each, alternating: the sampled-sender share shows whether a
+  capped node's senders range beyond its connections.
+
+Usage: ``python benchmarks/scale.py [--parts before_after,validate,explore] [--rounds 4] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -48,14 +54,19 @@ TOLERANCE = {"bytes": 0.10, "envelopes": 0.10, "groups": 0.10, "diversity_abs": 
 class ScaleCluster(Cluster):
     """The gossip benchmark's cluster with the ingress settings of one side."""
 
-    def __init__(self, n: int, budget: int, args: argparse.Namespace, work: Path) -> None:
-        super().__init__("ours", n, args, work / f"budget{budget}")
+    def __init__(
+        self, n: int, budget: int, args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__("ours", n, args, work / f"budget{budget}-{len(extra)}-{'-'.join(extra)}")
         self.budget = budget
+        self.extra = extra
 
     def _argv(self, index: int, bootstrap: list[str]) -> list[str]:
         argv = super()._argv(index, bootstrap)
         argv += ["--set", f"swarm.ingress_groups_per_round={self.budget}"]
         argv += ["--set", f"swarm.ingress_senders={self.args.senders}"]
+        for extra in [*self.args.set, *self.extra]:
+            argv += ["--set", extra]
         return argv
 
     async def scale_round(self, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -108,8 +119,10 @@ def _mean(rows: list[dict[str, float]], key: str) -> float:
     return round(statistics.fmean(r[key] for r in rows), 2) if rows else float("nan")
 
 
-async def run_real(n: int, budget: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    cluster = ScaleCluster(n, budget, args, work)
+async def run_real(
+    n: int, budget: int, args: argparse.Namespace, work: Path, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    cluster = ScaleCluster(n, budget, args, work, extra)
     t0 = time.monotonic()
     try:
         await cluster.start()
@@ -232,6 +245,17 @@ def markdown(result: dict[str, Any]) -> str:
                     f"{r['groups_per_round']} | {r['sampled_sender_share']} | {r['duplicates_per_round']} | "
                     f"{r['receive_cpu_ms_per_round']} | {r['latency_p50_s']}/{r['latency_p99_s']} | {ok} |"
                 )
+    if result.get("explore"):
+        out.append("")
+        out.append(
+            "| N | max_peers | ingress_explore | repeat | sampled-sender share | groups/round | KB/round per node |"
+        )
+        out.append("|---|---|---|---|---|---|---|")
+        for r in result["explore"]:
+            out.append(
+                f"| {r['nodes']} | {r['max_peers']} | {r['explore']} | {r['repeat']} | {r['sampled_sender_share']} "
+                f"| {r['groups_per_round']} | {r['bytes_per_round'] / 1000:.0f} |"
+            )
     return "\n".join(out)
 
 
@@ -250,6 +274,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--round-timeout", type=float, default=10.0)
     p.add_argument("--settle", type=float, default=1.0)
     p.add_argument("--sample-s", type=float, default=1.0, help="memory sampling interval (gossip.Cluster)")
+    p.add_argument("--explore-nodes", type=int, default=16)
+    p.add_argument("--explore-max-peers", type=int, default=4)
+    p.add_argument("--explore-repeats", type=int, default=2)
+    p.add_argument("--set", action="append", default=[], help="KEY=VALUE for every node (repeatable)")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     args.hivemind_python = sys.executable  # unused (our side only); gossip.Cluster reads it
@@ -277,6 +305,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 v = {"nodes": n, "sim": sim, "real": real, "within": verdict(sim, real)}
                 print(json.dumps(v), file=sys.stderr, flush=True)
                 result["validate"].append(v)
+        if "explore" in parts:
+            result["explore"] = []
+            n, cap = args.explore_nodes, args.explore_max_peers
+            for rep in range(args.explore_repeats):
+                for explore in (0, 2):
+                    extra = (f"swarm.max_peers={cap}", f"swarm.ingress_explore={explore}")
+                    r = await run_real(n, args.budget, args, work / f"rep{rep}", extra)
+                    r |= {"explore": explore, "max_peers": cap, "repeat": rep}
+                    print(json.dumps(r), file=sys.stderr, flush=True)
+                    result["explore"].append(r)
     result["machine"]["load_after"] = os.getloadavg()
     result["tolerance"] = TOLERANCE
     return result

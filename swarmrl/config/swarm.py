@@ -368,6 +368,15 @@ class SwarmSection(Section):
         le=1_000_000,
         description="Bounded ingress: the chosen senders are drawn afresh every this many rounds.",
     )
+    ingress_explore: int = Field(
+        2,
+        ge=0,
+        le=10_000,
+        description="Bounded ingress (libp2p): of the chosen senders, up to this many are members this node "
+        "is not connected to (learned from peers) and is then dialled, so that beyond swarm.max_peers "
+        "its senders still range over the whole swarm; it also caps the slots a peer listing made-up "
+        "members can waste. 0 = choose among connected members only.",
+    )
     max_publish_per_second: float = Field(
         5.0, gt=0, le=100_000, description="Own envelopes sent per second at most (paces bursts)."
     )

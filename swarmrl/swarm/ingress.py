@@ -39,6 +39,8 @@ class IngressSettings:
     senders: int = 8
     #: The selection is drawn afresh every this many rounds.
     rotate_rounds: int = 1
+    #: Of the K, at most this many are drawn from members the transport is not connected to (see rotate).
+    explore: int = 2
 
 
 @dataclass
@@ -83,21 +85,30 @@ class Ingress:
         share = len(self.selection) if self.selection else min(self.settings.senders, self._known)
         return max(1, math.ceil(self.settings.groups_per_round / max(1, share)))
 
-    def rotate(self, round_: int, members: Iterable[str]) -> bool:
+    def rotate(self, round_: int, members: Iterable[str], far: Iterable[str] = ()) -> bool:
         """Draw a new selection if one is due at ``round_`` (or the swarm grew past K, or chosen senders
-        left); True when it changed (then tell the transport)."""
+        left); True when it changed (then tell the transport).
+
+        ``members`` are the senders the transport can ask now (connected); ``far`` are members it knows of
+        but is not connected to (learned from peers), which it dials once selected. A draw takes up to
+        ``explore`` senders from ``far`` and the rest from ``members``, so the senders of a node with a
+        connection cap still range over the whole swarm, while a peer that lists made-up members can waste
+        at most ``explore`` of the K slots (its fakes fail to dial and drop out of ``far``)."""
         if not self.enabled:
             return False
         known = set(members)
-        self._known = len(known)
+        remote = set(far) - known
+        self._known = len(known) + len(remote)
         k = self.settings.senders
-        if len(known) <= k:
+        if self._known <= k:
             new: frozenset[str] | None = None
         else:
             due = self._last_rotation is None or round_ - self._last_rotation >= self.settings.rotate_rounds
-            if not due and self.selection is not None and self.selection <= known:
+            if not due and self.selection is not None and self.selection <= known | remote:
                 return False
-            new = frozenset(self._rng.sample(sorted(known), k))
+            n_far = min(len(remote), max(self.settings.explore, k - len(known)))
+            n_near = min(len(known), k - n_far)
+            new = frozenset(self._rng.sample(sorted(known), n_near) + self._rng.sample(sorted(remote), n_far))
             self.counters.rotations += 1
             for peer in new:
                 if peer in self.counters.picks or len(self.counters.picks) < self._max_tracked:

@@ -120,7 +120,9 @@ class Swarm:
             ),
         )
         self.ingress = Ingress(
-            IngressSettings(sw.ingress_groups_per_round, sw.ingress_senders, sw.ingress_rotate_rounds),
+            IngressSettings(
+                sw.ingress_groups_per_round, sw.ingress_senders, sw.ingress_rotate_rounds, sw.ingress_explore
+            ),
             random.Random(f"ingress:{cfg.node.seed}:{identity.peer_id_text}"),
             adm.max_tracked_peers,
         )
@@ -272,7 +274,7 @@ class Swarm:
         """Bounded ingress: draw the senders to take from next, if due, and tell the transport (called at
         start and at the end of each round, in ``sample``, so the choice is in place before peers publish
         the next round)."""
-        if self.ingress.rotate(self._round, self.transport.members()):
+        if self.ingress.rotate(self._round, self.transport.members(), self.transport.far_members()):
             self.transport.select_senders(self.ingress.selection)
 
     def _pool_groups(self, groups: list[RolloutGroup]) -> None:

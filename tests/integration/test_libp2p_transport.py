@@ -630,7 +630,58 @@ def test_bounded_ingress_select_frames_stop_unselected_senders() -> None:
         assert [t.stats().gossiped for t in senders] == gossiped, "bounded ingress never floods gossip"
         hub.select_senders(None)
         await wait_until(lambda: not declined(), what="selection lifted")
+        # catch-up: a sender the hub starts wanting sends its recent envelopes at once, each once
+        await wait_until(
+            lambda: inbox_hub.has(b"sel-1") and inbox_hub.has(b"sel-2"), what="recent envelopes caught up"
+        )
         await senders[2].publish(b"sel-again")
         await wait_until(lambda: inbox_hub.has(b"sel-again"), what="everyone's envelopes again")
+        assert all(inbox_hub.datas().count(d) == 1 for d in (b"sel-0", b"sel-1", b"sel-2", b"sel-again"))
 
     run(guarded(body), timeout=60)
+
+
+def test_selected_far_members_are_dialled_and_idle_connections_pruned(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node capped at one peer (``max_peers=1``) learns the swarm from its bootstrap peer's PEERS frames:
+    the others are ``far_members``. Selecting one dials it (beyond the cap) and its pushes arrive; selecting
+    another dials that one too; once the first has declined our envelopes and we no longer select it, the
+    connection is closed as idle (by a or b, after the hold-off, shortened here) while the bootstrap peer's
+    stays."""
+    from swarmrl.swarm.transports.libp2p import follow
+
+    monkeypatch.setattr(follow, "PRUNE_HOLD_S", 1.0)
+
+    async def body(started: list[Libp2pTransport]) -> None:
+        hub, _ = await node(ingress_groups_per_round=32)
+        started.append(hub)
+        leaves = []
+        for _ in range(3):
+            t, inbox = await node(bootstrap=hub.listen_addrs(), ingress_groups_per_round=32, max_peers=1)
+            started.append(t)
+            leaves.append((t, inbox))
+        (a, inbox_a), (b, _), (c, _) = leaves
+        await wait_until(
+            lambda: {b.peer_id, c.peer_id} <= set(a.far_members()), timeout=20, what="a learns b and c"
+        )
+        assert {p.peer_id for p in a.peers()} == {hub.peer_id}  # the cap held: peer exchange did not dial
+
+        def connected(t: Libp2pTransport) -> set[str]:
+            return {p.peer_id for p in t.peers()}
+
+        a.select_senders(frozenset({b.peer_id}))
+        await wait_until(lambda: b.peer_id in connected(a), timeout=20, what="a dials its selected sender")
+        await wait_until(lambda: a.peer_id in b.members(), timeout=20, what="b has a push stream to a")
+        await b.publish(b"from-b")
+        await wait_until(lambda: inbox_a.has(b"from-b"), timeout=20, what="b's push reaches a")
+
+        b.select_senders(frozenset({hub.peer_id}))  # b declines a's envelopes
+        a.select_senders(frozenset({c.peer_id}))
+        await wait_until(lambda: c.peer_id in connected(a), timeout=20, what="a dials its next sender")
+        await wait_until(lambda: b.peer_id not in connected(a), timeout=30, what="the idle connection to b")
+        assert hub.peer_id in connected(a)  # bootstrap peers are never pruned
+        # a or b closed it (each is over its cap, and neither wants the other's envelopes any more)
+        assert sum(t._stack.counters.push.pruned for t in (a, b) if t._stack is not None) >= 1
+
+    run(guarded(body), timeout=120)

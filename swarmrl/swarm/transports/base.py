@@ -56,6 +56,11 @@ class Transport(ABC):
         ``swarmrl.swarm.ingress``): those the transport can ask for envelopes. Default: connected peers."""
         return [p.peer_id for p in self.peers()]
 
+    def far_members(self) -> list[str]:
+        """Members this node knows of but is not connected to, which ``select_senders`` would dial
+        (libp2p: learned by peer exchange). Default: none (every selectable member is in ``members``)."""
+        return []
+
     def select_senders(self, senders: frozenset[str] | None) -> None:
         """Bounded ingress: ask only ``senders`` for their envelopes (``None``: everyone, the old behaviour).
 

@@ -79,6 +79,39 @@ def test_departed_senders_are_replaced_before_the_rotation_is_due() -> None:
     assert ing.rotate(2, left) and ing.selection is not None and ing.selection <= set(left)
 
 
+def test_far_members_take_at_most_explore_slots_unless_near_ones_run_short() -> None:
+    near, far = MEMBERS[:12], [f"far{i:03d}" for i in range(200)]
+    ing = Ingress(IngressSettings(32, 8, 1, explore=2), random.Random(3))
+    for r in range(200):
+        ing.rotate(r, near, far)
+        sel = ing.selection
+        assert sel is not None and len(sel) == 8
+        assert len(sel - set(near)) == 2  # exactly the exploration share, never more
+    # over time every far member gets picked now and then: the senders range over the whole swarm
+    assert len([p for p in ing.counters.picks if p.startswith("far")]) > 0.8 * len(far)
+    # few connected members: the rest of K comes from far ones
+    ing.rotate(1000, near[:3], far)
+    assert ing.selection is not None and len(ing.selection) == 8 and len(ing.selection - set(near)) == 5
+    # far members count towards "more than K known": selection starts although only 3 are connected
+    small = Ingress(IngressSettings(32, 8, 1, explore=2), random.Random(3))
+    assert small.rotate(0, near[:3], far[:6]) and small.selection is not None
+    # explore 0: connected members only (and "everyone" while they are K or fewer)
+    none = Ingress(IngressSettings(32, 8, 1, explore=0), random.Random(3))
+    none.rotate(0, near, far)
+    assert none.selection is not None and none.selection <= set(near)
+
+
+def test_a_selected_far_member_that_vanishes_is_replaced() -> None:
+    near, far = MEMBERS[:12], ["farA", "farB", "farC"]
+    ing = Ingress(IngressSettings(32, 8, 100, explore=2), random.Random(5))
+    ing.rotate(0, near, far)
+    sel = ing.selection
+    assert sel is not None
+    gone = sorted(sel - set(near))[0]  # its dial failed: the transport lists it no more
+    assert ing.rotate(1, near, [f for f in far if f != gone])
+    assert ing.selection is not None and gone not in ing.selection
+
+
 def test_zero_budget_is_the_old_behaviour() -> None:
     ing = ingress(budget=0)
     assert not ing.rotate(0, MEMBERS) and ing.selection is None

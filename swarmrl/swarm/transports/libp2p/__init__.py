@@ -9,5 +9,7 @@
 - ``peercache``: known peers persisted across restarts.
 - ``frames``: push-frame validation; ``selection``: the SELECT frames of bounded ingress.
 - ``instance``: duplicate-identity detection (a per-start nonce compared over live connections).
-- ``relay``: circuit relay v2 (``swarm.relay`` serves hop, ``swarm.relay_reserve`` reserves; experimental).
+- ``follow``: connections that follow bounded ingress's selection (dial chosen senders, prune idle ones).
+- ``relay``: circuit relay v2 (``swarm.relay`` serves hop, ``swarm.relay_reserve`` reserves) and DCUtR hole
+  punching (relayed connections upgraded to direct ones).
 """

@@ -58,11 +58,17 @@ class Dialer:
             await trio.sleep(self._config.redial_s)
 
     def targets(self, host: IHost) -> dict[ID, list[multiaddr.Multiaddr]]:
+        """Bootstrap peers that are not connected, and, while this node has fewer than ``max_peers``
+        connections, cached (and mDNS) peers up to that many: the dialler (re)joins the swarm; filling
+        and rotating connections is peer exchange's and bounded ingress's (``push``)."""
         connected = set(host.get_connected_peers())
         now = time.monotonic()
-        texts = list(self._config.bootstrap) + self._cache.addrs()
+        room = self._config.max_peers - len(connected)
+        texts = list(self._config.bootstrap)
+        boot = len(texts)
+        texts += self._cache.addrs() if room > 0 else []
         targets: dict[ID, list[multiaddr.Multiaddr]] = {}
-        for text in texts:
+        for index, text in enumerate(texts):
             try:
                 ma = multiaddr.Multiaddr(text)
                 pid_text = ma.get_peer_id()
@@ -77,14 +83,19 @@ class Dialer:
                 continue
             if self._backoff.get(pid_text, Backoff()).next_try > now:
                 continue
+            if index >= boot and peer_id not in targets:
+                if room <= 0:
+                    continue
+                room -= 1
             targets.setdefault(peer_id, []).append(bare)
         if self._config.mdns:
             store = host.get_peerstore()
             for peer_id in store.peers_with_addrs():
                 if peer_id == self._my_id or peer_id in connected or peer_id in targets:
                     continue
-                if self._backoff.get(peer_id.to_base58(), Backoff()).next_try > now:
+                if self._backoff.get(peer_id.to_base58(), Backoff()).next_try > now or room <= 0:
                     continue
+                room -= 1
                 targets[peer_id] = list(store.addrs(peer_id))
         return targets
 

@@ -17,7 +17,8 @@ HELLO (topic, the sender's listen multiaddrs); PEERS frames list the swarm membe
 to, with their addresses, and are re-sent on change. Members this node is not connected to are dialled (up
 to ``max_peers`` connections; beyond that gossipsub relays), the one with the smaller peer id first so two
 nodes rarely dial each other at once. Bounded ingress (``libp2p.selection``): a receiver may ask a sender
-not to push to it (SELECT frames); the sender then skips it.
+not to push to it (SELECT frames); the sender then skips it. Selected senders are dialled at once and idle
+connections beyond ``max_peers`` are closed (``libp2p.follow``).
 
 Wire format of a frame: 4-byte big-endian body length, 1 kind byte, body. HELLO and PEERS bodies are JSON
 (bounded: ``MAX_CONTROL_BYTES``, ``MAX_PEERS_PER_FRAME``, ``MAX_ADDRS_PER_PEER``); ENVELOPE bodies are the
@@ -45,6 +46,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.lru import LRU
+from swarmrl.swarm.transports.libp2p.follow import CatchUp, Follower
 from swarmrl.swarm.transports.libp2p.frames import MAX_ADDRS_PER_PEER, MalformedFrame
 from swarmrl.swarm.transports.libp2p.frames import json_body as _json_body
 from swarmrl.swarm.transports.libp2p.frames import valid_addrs as _valid_addrs
@@ -94,6 +96,8 @@ class PushCounters:
     push_received: int = 0  # envelope frames received and handed on
     duplicates_dropped: int = 0  # second copies that came over the other path (push vs gossip)
     frames_timed_out: int = 0  # inbound streams reset because a frame stalled part-way
+    pruned: int = 0  # idle connections closed beyond max_peers (bounded ingress)
+    caught_up: int = 0  # recent own envelopes sent to a peer when it started wanting them
 
 
 @dataclass
@@ -170,8 +174,10 @@ class PushMesh:
         connect_timeout_s: float,
         frame_timeout_s: float = 10.0,
         connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
+        protected: Callable[[], set[ID]] = set,
     ) -> None:
         self.host = host
+        self._protected = protected  # never pruned (bootstrap peers, relays)
         self._connect = connect or host.connect  # the relay's connect also dials /p2p-circuit addresses
         self.topic = topic
         self._my_id = host.get_id()
@@ -197,6 +203,8 @@ class PushMesh:
         self._first_learned: LRU[str, float] = LRU(_TABLE_CAPACITY)
         self._dialling: set[str] = set()
         self._dial_backoff: LRU[str, tuple[int, float]] = LRU(_TABLE_CAPACITY)
+        self._follower = Follower(_TABLE_CAPACITY)
+        self._catch_up = CatchUp()
         self._last_peers_body = b""
         self._peers_sent_at = 0.0
         self._nursery: trio.Nursery | None = None
@@ -222,6 +230,24 @@ class PushMesh:
         out.discard(self._my_id)
         return {p for p in out if self._admits(p.to_base58())}
 
+    def far_members(self) -> set[ID]:
+        """Members this node knows of (listed by a peer) but is not connected to, with an address and not in
+        dial backoff: the senders bounded ingress may select and then dial (``_dial_selected``)."""
+        connected = set(self.host.get_connected_peers())
+        now = time.monotonic()
+        cutoff = now - 3 * _PEERS_REFRESH_S
+        out: set[ID] = set()
+        for learned in self._learned.values():
+            if learned.at < cutoff:
+                continue
+            for text, (peer, addrs) in learned.peers.items():
+                if not addrs or peer in connected or peer == self._my_id or not self._admits(text):
+                    continue
+                if (self._dial_backoff.get(text) or (0, 0.0))[1] > now:
+                    continue
+                out.add(peer)
+        return out
+
     def covers_all_members(self) -> bool:
         """True when every known member has a push stream, so gossiping our own envelopes is unnecessary."""
         members = self.members()
@@ -239,22 +265,35 @@ class PushMesh:
         """Queue ``data`` to every push peer; returns how many queues took it (full ones drop, counted)."""
         self.seen.put(envelope_digest(data), SEEN_OWN)
         frame = encode_frame(KIND_ENVELOPE, data)
-        taken = 0
+        taken: set[ID] = set()
         for peer in self.ready_peers():
             if not self.selection.wants(peer):
                 continue  # it selected other senders (bounded ingress)
-            out = self._outbound[peer]
-            try:
-                out.send.send_nowait(frame)
-            except trio.WouldBlock:
-                self.counters.push_dropped += 1
-                continue
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                continue
-            out.queued += 1
-            taken += 1
-        self.counters.pushed += taken
-        return taken
+            if self._queue_envelope(peer, frame):
+                taken.add(peer)
+        self._catch_up.record(frame, taken, time.monotonic())
+        return len(taken)
+
+    def _queue_envelope(self, peer: ID, frame: bytes, count_drop: bool = True) -> bool:
+        out = self._outbound[peer]
+        try:
+            out.send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.counters.push_dropped += count_drop  # a catch-up is retried on the next tick
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        out.queued += 1
+        self.counters.pushed += 1
+        return True
+
+    def _send_catch_up(self, now: float) -> None:
+        """Own recent envelopes to peers that started wanting them (``follow.CatchUp``)."""
+        wanting = [p for p in self.ready_peers() if self.selection.wants(p)]
+        for frame, peer in self._catch_up.missing(wanting, now):
+            if self._queue_envelope(peer, frame, count_drop=False):
+                self.counters.caught_up += 1
+                self._catch_up.sent(frame, peer)
 
     def select(self, senders: frozenset[str] | None) -> None:
         """Bounded ingress: take pushes only from ``senders`` (None: from everyone); peers are told at once."""
@@ -284,6 +323,7 @@ class PushMesh:
         now = time.monotonic()
         self._ticks += 1
         connected = set(self.host.get_connected_peers())
+        self._follower.observe(connected, now)
         for peer in list(self._outbound):
             if peer not in connected:
                 self._close_outbound(peer)
@@ -299,9 +339,12 @@ class PushMesh:
             nursery.start_soon(self._open, peer)
         self._maybe_send_peers(now)
         self._send_selection()
+        self._send_catch_up(now)
+        self._dial_selected(nursery, connected)
         if self._learned_dirty or self._ticks % _DIAL_EVERY_TICKS == 0:
             self._learned_dirty = False
             self._dial_learned(nursery, connected, now)
+            self._prune(nursery, connected)
 
     async def _open(self, peer: ID) -> None:
         try:
@@ -419,9 +462,47 @@ class PushMesh:
                 continue  # the smaller id dials; we step in only if it has not
             if (self._dial_backoff.get(text) or (0, 0.0))[1] > now:
                 continue
+            if self._follower.held(text, now):
+                continue  # we closed it as idle: not again before the hold-off, unless selected
             self._dialling.add(text)
             room -= 1
             nursery.start_soon(self._dial, text, addrs)
+
+    def _dial_selected(self, nursery: trio.Nursery, connected: set[ID]) -> None:
+        """Bounded ingress: dial the selected senders this node is not connected to, at once (no id order,
+        and beyond ``max_peers``: a selection must not wait for room; ``_prune`` makes room later)."""
+        chosen = self.selection.selection
+        if not chosen:
+            return
+        connected_texts = {p.to_base58() for p in connected}
+        now = time.monotonic()
+        for text in sorted(chosen - connected_texts - self._dialling):
+            addrs = self._learned_addrs(text)
+            if not addrs or (self._dial_backoff.get(text) or (0, 0.0))[1] > now or not self._admits(text):
+                continue
+            self._dialling.add(text)
+            nursery.start_soon(self._dial, text, addrs)
+
+    def _learned_addrs(self, text: str) -> tuple[str, ...]:
+        for learned in self._learned.values():
+            entry = learned.peers.get(text)
+            if entry is not None and entry[1]:
+                return entry[1]
+        return ()
+
+    def _prune(self, nursery: trio.Nursery, connected: set[ID]) -> None:
+        """Beyond ``max_peers`` connections, close the idle ones (``follow``)."""
+        over = len(connected) - self.max_peers
+        for peer in self._follower.idle(connected, self.selection, self._protected(), over, time.monotonic()):
+            self.counters.pruned += 1
+            nursery.start_soon(self._disconnect, peer)
+
+    async def _disconnect(self, peer: ID) -> None:
+        with trio.move_on_after(self.connect_timeout_s):
+            try:
+                await self.host.disconnect(peer)
+            except Exception as exc:
+                logger.debug("closing the idle connection to %s raised %r", peer, exc)
 
     async def _dial(self, text: str, addrs: tuple[str, ...]) -> None:
         ok = False

@@ -40,6 +40,7 @@ from swarmrl.swarm.fdlimit import connection_budget
 from swarmrl.swarm.lru import LRU
 from swarmrl.swarm.transports.base import PeerState
 from swarmrl.swarm.transports.libp2p.dialing import Dialer, peer_addrs, refuse
+from swarmrl.swarm.transports.libp2p.follow import protected_peers
 from swarmrl.swarm.transports.libp2p.hardened import (
     FloodPublishGossipSub,
     HandshakeGate,
@@ -96,6 +97,7 @@ class Libp2pStack:
     addr_snapshot: tuple[str, ...] = ()
     #: Members with a push stream (base58), the senders bounded ingress may select; refreshed with the peers.
     member_snapshot: tuple[str, ...] = ()
+    far_snapshot: tuple[str, ...] = ()
     selection: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
@@ -322,6 +324,7 @@ class Libp2pStack:
             max_peers=cfg.max_peers,
             connect_timeout_s=cfg.connect_timeout_s,
             frame_timeout_s=cfg.push_frame_timeout_s,
+            protected=lambda: protected_peers(cfg.bootstrap),
         )
         host.set_stream_handler(PUSH_PROTOCOL, push.handle_inbound)
         push.select(self.selection)
@@ -569,6 +572,8 @@ class Libp2pStack:
             ready = mesh.ready_peers() if mesh is not None else set()
             self.counters.direct_peers = len(ready)
             self.member_snapshot = tuple(p.to_base58() for p in ready)
+            far = mesh.far_members() if mesh is not None and self.config.bounded_ingress else set()
+            self.far_snapshot = tuple(p.to_base58() for p in far)
             self.counters.push_covers_members = mesh is not None and mesh.covers_all_members()
             if live == last_live and now - refreshed_at < _SNAPSHOT_REFRESH_S and last_count >= 0:
                 await trio.sleep(0.2)

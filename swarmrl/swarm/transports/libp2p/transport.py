@@ -354,8 +354,13 @@ class Libp2pTransport(Transport):
         """Members with a push stream: the senders bounded ingress can select (and ask to push)."""
         return list(self._stack.member_snapshot) if self._stack is not None else []
 
+    def far_members(self) -> list[str]:
+        """Members learned by peer exchange that this node is not connected to (dialled when selected)."""
+        return list(self._stack.far_snapshot) if self._stack is not None else []
+
     def select_senders(self, senders: frozenset[str] | None) -> None:
-        """Bounded ingress: tell the push peers whether this node wants their envelopes."""
+        """Bounded ingress: tell the push peers whether this node wants their envelopes (and dial the chosen
+        senders it is not connected to)."""
         if self._stack is not None:
             self._stack.select(senders)
 
