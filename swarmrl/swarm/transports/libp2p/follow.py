@@ -6,10 +6,11 @@ other senders) and that this node did not select, connected for at least ``PRUNE
 not re-dialled by peer exchange for as long, unless selected, so two nodes do not close and redial each other
 in a loop. Bootstrap peers (relays among them) are never pruned. See docs/scale.md, mechanism 1b.
 
-A sender also catches up a receiver that starts wanting its envelopes (a new push stream to a member, or a
-SELECT frame lifting a decline): its own envelopes of the last ``CATCH_UP_S`` (at most ``CATCH_UP_MAX``) that
-this peer has not been sent yet go out at once, so a newly chosen sender's current round is not lost to the
-dial (each envelope reaches each peer at most once from us: no replay).
+A sender also catches up a receiver that chose it: the receiver's SELECT frame says how long ago it chose
+(``selection``), and the sender's own envelopes published since then (within ``CATCH_UP_S``, at most
+``CATCH_UP_MAX``) that this peer was not sent go out at once, so a newly chosen far sender's round is not lost
+to the dial. Nothing published before the choice is sent (the receiver's byte bound holds), and each envelope
+reaches each peer at most once from us (no replay).
 """
 
 from __future__ import annotations
@@ -77,11 +78,10 @@ class CatchUp:
         self._recent.append((now, frame, set(peers)))
         del self._recent[:-CATCH_UP_MAX]
 
-    def missing(self, wanting: Iterable[ID], now: float) -> list[tuple[bytes, ID]]:
-        """(frame, peer) pairs still to send: recent frames a wanting peer was not sent."""
+    def missing(self, peer: ID, since: float, now: float) -> list[bytes]:
+        """Frames published at or after ``since`` (and within ``CATCH_UP_S``) that ``peer`` was not sent."""
         self._recent = [r for r in self._recent if now - r[0] <= CATCH_UP_S]
-        peers = list(wanting)
-        return [(frame, p) for _, frame, sent in self._recent for p in peers if p not in sent]
+        return [frame for at, frame, sent in self._recent if at >= since and peer not in sent]
 
     def sent(self, frame: bytes, peer: ID) -> None:
         for _, f, peers in self._recent:

@@ -46,7 +46,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from swarmrl.errors import SwarmRLError
 from swarmrl.swarm.lru import LRU
-from swarmrl.swarm.transports.libp2p.follow import CatchUp, Follower
+from swarmrl.swarm.transports.libp2p.follow import CATCH_UP_S, CatchUp, Follower
 from swarmrl.swarm.transports.libp2p.frames import MAX_ADDRS_PER_PEER, MalformedFrame
 from swarmrl.swarm.transports.libp2p.frames import json_body as _json_body
 from swarmrl.swarm.transports.libp2p.frames import valid_addrs as _valid_addrs
@@ -288,23 +288,31 @@ class PushMesh:
         return True
 
     def _send_catch_up(self, now: float) -> None:
-        """Own recent envelopes to peers that started wanting them (``follow.CatchUp``)."""
-        wanting = [p for p in self.ready_peers() if self.selection.wants(p)]
-        for frame, peer in self._catch_up.missing(wanting, now):
-            if self._queue_envelope(peer, frame, count_drop=False):
-                self.counters.caught_up += 1
-                self._catch_up.sent(frame, peer)
+        """Own envelopes published since a peer chose us, to that peer (``follow.CatchUp``): once its
+        SELECT frame with an age has arrived and our push stream to it is ready."""
+        asked = self.selection.catch_up_since
+        if not asked:
+            return
+        ready = self.ready_peers()
+        for peer in [p for p in asked if p in ready or now - asked[p] > CATCH_UP_S]:
+            since = asked.pop(peer)
+            if peer not in ready or not self.selection.wants(peer):
+                continue
+            for frame in self._catch_up.missing(peer, since, now):
+                if self._queue_envelope(peer, frame, count_drop=False):
+                    self.counters.caught_up += 1
+                    self._catch_up.sent(frame, peer)
 
     def select(self, senders: frozenset[str] | None) -> None:
         """Bounded ingress: take pushes only from ``senders`` (None: from everyone); peers are told at once."""
-        self.selection.selection = senders
+        self.selection.choose(senders)
         self._send_selection()
 
     def _send_selection(self) -> None:
         for peer, want in self.selection.pending(set(self._outbound)):
             out = self._outbound[peer]
             try:
-                out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want)))
+                out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want, self.selection.age())))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 continue  # retried on the next tick
             out.queued += 1

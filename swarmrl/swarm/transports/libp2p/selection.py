@@ -6,11 +6,18 @@ that peer to stop pushing its own envelopes here, ``true`` to resume. A sender p
 has not declined; old nodes never send SELECT (nor receive one), so they take and get everything as before.
 State is per push stream: a new stream starts at "wanted", and the selecting side re-sends its wish on
 every new stream (``pending``).
+
+``want: true`` frames also carry ``"age"``: seconds since the receiver chose this sender. They are sent on a
+flip to "wanted" and on every new stream to a chosen sender (a far member just dialled), and the sender
+catches the receiver up with its own envelopes published within that age (``follow.CatchUp``): what the
+receiver would have had if the stream had existed when it chose, nothing older (the byte bound holds).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 
 from libp2p.peer.id import ID
 
@@ -20,11 +27,21 @@ KIND_SELECT = 4
 HELLO_FLAG = "select"
 
 
-def select_body(want: bool) -> bytes:
-    return json.dumps({"want": want}).encode()
+#: The largest "age" a sender honours (older choices get no catch-up beyond this).
+MAX_AGE_S = 30.0
+#: Allowance for the SELECT frame's transit when the sender turns the age into its own clock.
+_TRANSIT_S = 0.25
 
 
-def parse_select(body: bytes) -> bool:
+def select_body(want: bool, age: float | None = None) -> bytes:
+    obj: dict[str, object] = {"want": want}
+    if want and age is not None:
+        obj["age"] = round(max(0.0, age), 3)
+    return json.dumps(obj).encode()
+
+
+def parse_select(body: bytes) -> tuple[bool, float | None]:
+    """(want, age in seconds or None); raises MalformedFrame on a bad frame."""
     try:
         obj = json.loads(body)
     except ValueError as exc:
@@ -32,7 +49,12 @@ def parse_select(body: bytes) -> bool:
     want = obj.get("want") if isinstance(obj, dict) else None
     if not isinstance(want, bool):
         raise MalformedFrame("SELECT frame needs a boolean 'want'")
-    return want
+    age = obj.get("age") if isinstance(obj, dict) else None
+    if age is None:
+        return want, None
+    if isinstance(age, bool) or not isinstance(age, int | float) or not math.isfinite(age) or age < 0:
+        raise MalformedFrame("SELECT 'age' must be a non-negative number of seconds")
+    return want, min(float(age), MAX_AGE_S)
 
 
 class SelectState:
@@ -47,6 +69,10 @@ class SelectState:
         self.selection: frozenset[str] | None = None
         #: receiver side: what we last told each peer on its current outbound stream
         self.told: dict[ID, bool] = {}
+        #: receiver side: when (monotonic) the current selection was drawn
+        self.chosen_at = time.monotonic()
+        #: sender side: peers that asked to be caught up, with the monotonic time from which on
+        self.catch_up_since: dict[ID, float] = {}
 
     def wants(self, peer: ID) -> bool:
         """Sender side: may our own envelopes be pushed to ``peer``?"""
@@ -56,24 +82,39 @@ class SelectState:
         """Receiver side: do we want ``peer``'s envelopes?"""
         return self.selection is None or peer.to_base58() in self.selection
 
+    def choose(self, senders: frozenset[str] | None) -> None:
+        """Receiver side: a new selection (None: everyone)."""
+        if senders != self.selection:
+            self.chosen_at = time.monotonic()
+        self.selection = senders
+
     def pending(self, outbound: set[ID]) -> list[tuple[ID, bool]]:
         """SELECT frames to send: peers with an outbound stream that support selection and have not been told
-        our current wish (a stream starts at 'wanted', so 'wanted' needs no frame on a new stream)."""
+        our current wish. A stream starts at 'wanted'; a chosen sender is still told so on a new stream, with
+        the age of the choice (its catch-up); under "everyone" a new stream needs no frame."""
         out = []
         for peer in outbound:
             if peer not in self.supporting:
                 continue
             wish = self.wished(peer)
-            if self.told.get(peer, True) != wish:
+            default = self.selection is None or not wish
+            if self.told.get(peer, default) != wish:
                 out.append((peer, wish))
         return out
 
+    def age(self) -> float:
+        return time.monotonic() - self.chosen_at
+
     def on_frame(self, peer: ID, body: bytes) -> None:
         """Sender side: ``peer`` sent a SELECT frame (raises MalformedFrame on a bad one)."""
-        if parse_select(body):
+        want, age = parse_select(body)
+        if want:
             self.declined_by.discard(peer)
+            if age is not None:
+                self.catch_up_since[peer] = time.monotonic() - age - _TRANSIT_S
         else:
             self.declined_by.add(peer)
+            self.catch_up_since.pop(peer, None)
 
     def forget(self, peer: ID, *, outbound: bool) -> None:
         if outbound:
@@ -81,3 +122,4 @@ class SelectState:
         else:
             self.declined_by.discard(peer)
             self.supporting.discard(peer)
+            self.catch_up_since.pop(peer, None)
