@@ -312,7 +312,11 @@ class PushMesh:
         for peer, want in self.selection.pending(set(self._outbound)):
             out = self._outbound[peer]
             try:
-                out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want, self.selection.age())))
+                # a catch-up only on a new stream (a sender just dialled); on a flip the frame arrives within
+                # a round trip, and catching up there would bring a slow sender's previous round
+                fresh = peer not in self.selection.told
+                age = self.selection.age() if fresh else None
+                out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want, age)))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 continue  # retried on the next tick
             out.queued += 1

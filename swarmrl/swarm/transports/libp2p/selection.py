@@ -7,10 +7,11 @@ has not declined; old nodes never send SELECT (nor receive one), so they take an
 State is per push stream: a new stream starts at "wanted", and the selecting side re-sends its wish on
 every new stream (``pending``).
 
-``want: true`` frames also carry ``"age"``: seconds since the receiver chose this sender. They are sent on a
-flip to "wanted" and on every new stream to a chosen sender (a far member just dialled), and the sender
-catches the receiver up with its own envelopes published within that age (``follow.CatchUp``): what the
-receiver would have had if the stream had existed when it chose, nothing older (the byte bound holds).
+A receiver also sends ``want: true`` on every new stream to a chosen sender (a far member just dialled), with
+``"age"``: seconds since it chose. The sender catches the receiver up with its own envelopes published within
+that age (``follow.CatchUp``): what the receiver would have had if the stream had existed when it chose,
+nothing older. A flip on an existing stream carries no age (its frame arrives within a round trip; a
+catch-up there would mostly bring a slow sender's previous round, which then takes the sender's quota).
 """
 
 from __future__ import annotations
