@@ -128,6 +128,10 @@ async def run_real(
         await cluster.start()
         for _ in range(args.warmup):
             last = await cluster.scale_round(args)
+        for worker in cluster.workers:  # diversity over the measured rounds, as the simulator counts it
+            worker.send(cmd="reset_sampled")
+        for worker in cluster.workers:
+            await worker.expect("reset_sampled", 30)
         if not args.warmup:
             last = await cluster.stats()
         rows: list[dict[str, float]] = []

@@ -325,6 +325,8 @@ class ControlLoop:
       published_t (when its own ``batches`` envelopes of ``groups`` groups each were handed to the
       transport). The pool is drained afterwards (``sample`` > 0: the sampler takes that many first).
     * ``stats`` -> ``stats``: counters, peak RSS and CPU seconds of this process, torch_loaded.
+    * ``reset_sampled`` -> ``reset_sampled``: the sampled-group count and sender set start afresh (after a
+      benchmark's warm-up rounds).
     * ``quit`` -> ``bye``, then the node closes.
 
     A malformed command is answered with ``error`` {message}; the loop goes on.
@@ -385,6 +387,10 @@ class ControlLoop:
                 await self._publish(msg)
             elif cmd == "stats":
                 self.emit("stats", **self.node.stats())
+            elif cmd == "reset_sampled":  # benchmarks: diversity over the measured rounds only
+                self.node.sampled = 0
+                self.node.sampled_senders.clear()
+                self.emit("reset_sampled")
             else:
                 self.emit("error", message=f"unknown command {cmd!r}")
         except (ValueError, TypeError, KeyError, SwarmRLError) as exc:

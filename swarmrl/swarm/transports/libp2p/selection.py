@@ -30,8 +30,6 @@ HELLO_FLAG = "select"
 
 #: The largest "age" a sender honours (older choices get no catch-up beyond this).
 MAX_AGE_S = 30.0
-#: Allowance for the SELECT frame's transit when the sender turns the age into its own clock.
-_TRANSIT_S = 0.25
 
 
 def select_body(want: bool, age: float | None = None) -> bytes:
@@ -112,7 +110,9 @@ class SelectState:
         if want:
             self.declined_by.discard(peer)
             if age is not None:
-                self.catch_up_since[peer] = time.monotonic() - age - _TRANSIT_S
+                # the frame's transit makes this a little later than the choice: never earlier (an envelope
+                # published before the choice is not the receiver's to take)
+                self.catch_up_since[peer] = time.monotonic() - age
         else:
             self.declined_by.add(peer)
             self.catch_up_since.pop(peer, None)
