@@ -673,9 +673,10 @@ def test_selected_far_members_are_dialled_and_idle_connections_pruned(
             return {p.peer_id for p in t.peers()}
 
         a.select_senders(frozenset({b.peer_id}))
-        await b.publish(b"from-b")  # most likely before a's dial completes: then b catches a up
         await wait_until(lambda: b.peer_id in connected(a), timeout=20, what="a dials its selected sender")
-        await wait_until(lambda: inbox_a.has(b"from-b"), timeout=20, what="b's envelope reaches a")
+        await wait_until(lambda: a.peer_id in b.members(), timeout=20, what="b has a push stream to a")
+        await b.publish(b"from-b")
+        await wait_until(lambda: inbox_a.has(b"from-b"), timeout=20, what="b's push reaches a")
         assert inbox_a.datas().count(b"from-b") == 1
 
         b.select_senders(frozenset({hub.peer_id}))  # b declines a's envelopes
