@@ -10,14 +10,12 @@ import random
 from pathlib import Path
 from typing import Any
 
-BASE: dict[str, Any] = {
-    "node": {"rounds": 100, "checkpoint_every": 20, "eval_every": 20, "metrics_port": 0, "progress": "plain"},
-    "model": {"name": "tiny-default", "device": "cpu"},
-    "swarm": {"transport": "none"},
-}
+# BASE is re-exported: the same node, model and swarm settings as the literature suite
+from _literature_arms import BASE as BASE
+from _literature_arms import TASKS as _LITERATURE_TASKS
 
 TASKS: dict[str, dict[str, Any]] = {
-    "add": {"tasks": {"sources": [{"source": "arithmetic", "dataset": "add"}]}},
+    "add": _LITERATURE_TASKS["add"],
     # the shipped code dataset: `add3(x)=` -> `x+3`, six unit tests per function
     "code": {
         "tasks": {"sources": [{"source": "code", "dataset": "tiny"}], "eval_questions": 16},

@@ -503,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
             row["summary"] = summarize(data_dir, args.last)
             rows.append(row)
         print(table(rows, args.last))
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     lit: list[dict[str, Any]] = []
     if args.suite in ("all", "literature") and not args.configs:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         lit = literature_runs(
             out / "literature",
             args.rounds,
@@ -514,19 +515,17 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             seeds,
             args.jobs,
-            [a.strip() for a in args.arms.split(",") if a.strip()],
+            arms,
         )
         print()
         print(literature_table(lit, args.last))
     prime: list[dict[str, Any]] = []
     if args.suite in ("all", "prime") and not args.configs:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         prime = prime_runs(out / "prime", args.rounds, args.last, args.threads, args.timeout, seeds)
         print()
         print(prime_table(prime, args.last))
     inp: list[dict[str, Any]] = []
     if args.suite == "inputs":
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
         inp = inputs_runs(
             out / "inputs",
             args.rounds,
@@ -535,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             args.timeout,
             seeds,
             args.jobs,
-            [a.strip() for a in args.arms.split(",") if a.strip()],
+            arms,
         )
         print()
         print(inputs_table(inp, args.last))

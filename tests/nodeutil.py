@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import resource
@@ -11,9 +12,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from swarmrl.node.node import Node
 
 REPO = Path(__file__).resolve().parents[1]
 SWARM_NODE = [sys.executable, "-m", "swarmrl.cli"]
@@ -117,3 +121,15 @@ def metric_value(text: str, name: str, labels: str = "") -> float | None:
     pattern = re.compile(rf"^{re.escape(name)}{re.escape(labels)}\s+([-+0-9.eEinfa]+)$", re.M)
     m = pattern.search(text)
     return float(m.group(1)) if m else None
+
+
+async def score_one_round(node: Node) -> list[Any]:
+    """Start ``node``, generate and score one round of its own groups (1 question, 2 completions), close it;
+    the scored groups."""
+    await node.start()
+    try:
+        groups, tasks, _, _ = await asyncio.to_thread(node.generate_local, 1, 2)
+        _, scored = await asyncio.to_thread(node.score, groups, list(tasks))
+        return scored
+    finally:
+        await node.close()

@@ -205,6 +205,18 @@ def tiny_qwen2_config(
     return Qwen2Config(**fields)
 
 
+def save_model_dir(model: Any, tokenizer: Any, out: Path) -> None:
+    """Save ``model`` and ``tokenizer`` with ``save_pretrained`` into a temporary sibling of ``out``, then
+    rename it to ``out`` (replacing what was there)."""
+    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+
+
 def build_embedded(cfg: ModelSection, tasks: TasksSection, seed: int, out: Path) -> None:
     """Build the tiny model from a config, warm-start it, and save it atomically to ``out``."""
     from transformers import Qwen2ForCausalLM
@@ -230,10 +242,4 @@ def build_embedded(cfg: ModelSection, tasks: TasksSection, seed: int, out: Path)
         tiny.warmstart_steps,
     )
     warm_start(model, tokenizer, tasks, tiny, seed)
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    save_model_dir(model, tokenizer, out)

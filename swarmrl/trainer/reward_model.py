@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from swarmrl.config.scorers import RewardModelSpec
 from swarmrl.errors import ModelError
-from swarmrl.trainer.policy import resolve_device, resolve_dtype
+from swarmrl.trainer.policy import resolve_device, resolve_dtype, save_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +134,6 @@ def fit_reward_model(
         opt.step()
         loss_value = float(value.detach())
     model.eval()
-    tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    save_model_dir(model, tokenizer, out)
     log.info("reward model saved to %s (loss %.4f)", out, loss_value)
     return loss_value

@@ -19,7 +19,7 @@ from swarmrl.errors import ConfigError
 from swarmrl.node.node import Node
 from swarmrl.node.validate import check_semantics
 from swarmrl.rewards.registry import available
-from tests.nodeutil import FAST, deep_merge, run_cli, write_config
+from tests.nodeutil import FAST, deep_merge, run_cli, score_one_round, write_config
 
 SMALL: dict[str, Any] = {
     "node": {"metrics_port": -1, "control_port": -1, "rounds": 1},
@@ -59,16 +59,6 @@ def shared_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return shared
 
 
-async def _one_round(node: Node) -> list[Any]:
-    await node.start()
-    try:
-        groups, tasks, _, _ = await asyncio.to_thread(node.generate_local, 1, 2)
-        _, scored = await asyncio.to_thread(node.score, groups, list(tasks))
-        return scored
-    finally:
-        await node.close()
-
-
 @pytest.mark.parametrize("name", available())
 def test_module_scores_in_a_node_round_or_is_refused(name: str, tmp_path: Path, shared_models: Path) -> None:
     cfg = _config(tmp_path, name, shared_models)
@@ -80,7 +70,7 @@ def test_module_scores_in_a_node_round_or_is_refused(name: str, tmp_path: Path, 
         assert name in text or exc.field.endswith(".params"), text
         assert "fix:" in text or exc.field.endswith(".params"), text
         return
-    scored = asyncio.run(_one_round(Node(cfg)))
+    scored = asyncio.run(score_one_round(Node(cfg)))
     values = [v for sg in scored for v in sg.modules[name]]
     assert values and any(v is not None for v in values), f"{name} scored nothing: {values}"
     assert all(v is None or math.isfinite(v) for v in values)

@@ -14,7 +14,7 @@ from swarmrl.config import NodeConfig
 from swarmrl.node.journal import read_journal
 from swarmrl.node.node import Node
 from swarmrl.trainer.checkpoint import load_latest
-from tests.nodeutil import FAST, deep_merge
+from tests.nodeutil import FAST, deep_merge, score_one_round
 
 NEW_MODULES: list[dict[str, Any]] = [
     {"name": "p2s", "weight": 0.5},
@@ -36,19 +36,9 @@ def _config(tmp: Path, extra: dict[str, Any]) -> NodeConfig:
     return NodeConfig.model_validate(deep_merge(raw, extra))
 
 
-async def _score_one_round(node: Node) -> list[Any]:
-    await node.start()
-    try:
-        groups, tasks, _, _ = await asyncio.to_thread(node.generate_local, 1, 2)
-        _, scored = await asyncio.to_thread(node.score, groups, list(tasks))
-        return scored
-    finally:
-        await node.close()
-
-
 def test_every_new_module_scores_in_a_node_round_and_its_state_resumes(tmp_path: Path) -> None:
     node = Node(_config(tmp_path, deep_merge(MULTISTEP, {"node": {"rounds": 2}})))
-    scored = asyncio.run(_score_one_round(node))
+    scored = asyncio.run(score_one_round(node))
     for spec in NEW_MODULES:
         values = [v for sg in scored for v in sg.modules[spec["name"]]]
         assert any(v is not None for v in values), spec["name"]
@@ -91,7 +81,7 @@ def test_heron_combine_mode_in_a_node(tmp_path: Path) -> None:
             "combine": {"mode": "heron", "order": ["exact_match", "format"], "margins": {"format": 0.1}},
         }
     }
-    scored = asyncio.run(_score_one_round(Node(_config(tmp_path, extra))))
+    scored = asyncio.run(score_one_round(Node(_config(tmp_path, extra))))
     for sg in scored:
         assert all(0.0 <= r <= 1.0 for r in sg.rewards)  # group win-rates, not weighted sums
         for i in range(len(sg.rewards)):

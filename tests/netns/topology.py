@@ -181,32 +181,9 @@ class Wan:
             for x in xs:
                 for y in ys:
                     sx, sy = self.subnet(x), self.subnet(y)
-                    self.hx(
-                        "iptables",
-                        "-A",
-                        "WANSPLIT",
-                        "-s",
-                        sx,
-                        "-m",
-                        "conntrack",
-                        "--ctorigdst",
-                        sy,
-                        "-j",
-                        "DROP",
-                    )
-                    self.hx(
-                        "iptables",
-                        "-A",
-                        "WANSPLIT",
-                        "-d",
-                        sx,
-                        "-m",
-                        "conntrack",
-                        "--ctorigdst",
-                        sy,
-                        "-j",
-                        "DROP",
-                    )
+                    for side in ("-s", "-d"):  # both legs that face the nodes
+                        self.hx("iptables", "-A", "WANSPLIT", side, sx, "-m", "conntrack", "--ctorigdst", sy,
+                                "-j", "DROP")  # fmt: skip
 
     def heal(self) -> None:
         self.hx("iptables", "-F", "WANSPLIT")
