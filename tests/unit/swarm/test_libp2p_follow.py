@@ -36,11 +36,17 @@ def test_a_chosen_sender_is_told_on_a_new_stream_and_others_only_when_declined()
     state.supporting.update({chosen, other})
     assert state.pending({chosen, other}) == []  # everyone: a new stream needs no frame
     state.choose(frozenset({chosen.to_base58()}))
-    assert sorted(state.pending({chosen, other}), key=lambda x: x[1]) == [(other, False), (chosen, True)]
-    for p, want in state.pending({chosen, other}):
+    frames = sorted(state.pending({chosen, other}), key=lambda x: x[1])
+    assert [(p, want) for p, want, _ in frames] == [(other, False), (chosen, True)]
+    assert all(age is not None and age >= 0.0 for _, _, age in frames)  # new streams: the age of the choice
+    for p, want, _ in frames:
         state.told[p] = want
     assert state.pending({chosen, other}) == []
-    assert state.age() >= 0.0
+    state.choose(frozenset({other.to_base58()}))  # a flip on told streams carries no age
+    assert sorted(state.pending({chosen, other}), key=lambda x: x[1]) == [
+        (chosen, False, None),
+        (other, True, None),
+    ]
 
 
 def test_sender_side_catch_up_is_asked_by_an_age_and_cancelled_by_a_decline() -> None:
@@ -79,11 +85,11 @@ def test_only_idle_old_unprotected_connections_are_pruned_and_then_held() -> Non
     f.observe(old, now=0.0)
     f.observe(old | {young}, now=follow.PRUNE_HOLD_S)
     now = follow.PRUNE_HOLD_S + 1
-    assert f.idle(old | {young}, state, {boot}, over=5, now=now) == [idle]
+    assert f.idle(old | {young}, state, frozenset({boot}), over=5, now=now) == [idle]
     assert f.held(idle.to_base58(), now) and not f.held(young.to_base58(), now)
     assert not f.held(idle.to_base58(), now + follow.PRUNE_HOLD_S)
-    assert f.idle(old, state, set(), over=0, now=now) == []  # within max_peers: nothing
-    assert f.idle(old, SelectState(), set(), over=3, now=now) == []  # "everyone": nothing is idle
+    assert f.idle(old, state, frozenset(), over=0, now=now) == []  # within max_peers: nothing
+    assert f.idle(old, SelectState(), frozenset(), over=3, now=now) == []  # "everyone": nothing is idle
 
 
 def test_protected_peers_are_the_bootstrap_ids() -> None:

@@ -50,7 +50,7 @@ class Follower:
         return now - (self._pruned_at.get(peer) or -math.inf) < PRUNE_HOLD_S
 
     def idle(
-        self, connected: set[ID], selection: SelectState, keep: set[ID], over: int, now: float
+        self, connected: set[ID], selection: SelectState, keep: frozenset[ID], over: int, now: float
     ) -> list[ID]:
         """Up to ``over`` connections to close, oldest first; they are marked as pruned."""
         if over <= 0 or selection.selection is None:
@@ -89,7 +89,7 @@ class CatchUp:
                 peers.add(peer)
 
 
-def protected_peers(bootstrap: Iterable[str]) -> set[ID]:
+def protected_peers(bootstrap: Iterable[str]) -> frozenset[ID]:
     """The peer ids of the bootstrap multiaddrs (never pruned)."""
     out: set[ID] = set()
     for addr in bootstrap:
@@ -97,4 +97,4 @@ def protected_peers(bootstrap: Iterable[str]) -> set[ID]:
             pid = multiaddr.Multiaddr(addr).get_peer_id()
             if pid is not None:
                 out.add(ID.from_base58(pid))
-    return out
+    return frozenset(out)

@@ -174,7 +174,7 @@ class PushMesh:
         connect_timeout_s: float,
         frame_timeout_s: float = 10.0,
         connect: Callable[[PeerInfo], Awaitable[None]] | None = None,
-        protected: Callable[[], set[ID]] = set,
+        protected: frozenset[ID] = frozenset(),
     ) -> None:
         self.host = host
         self._protected = protected  # never pruned (bootstrap peers, relays)
@@ -230,10 +230,9 @@ class PushMesh:
         out.discard(self._my_id)
         return {p for p in out if self._admits(p.to_base58())}
 
-    def far_members(self) -> set[ID]:
-        """Members this node knows of (listed by a peer) but is not connected to, with an address and not in
-        dial backoff: the senders bounded ingress may select and then dial (``_dial_selected``)."""
-        connected = set(self.host.get_connected_peers())
+    def far_members(self, connected: set[ID]) -> set[ID]:
+        """Members this node knows of (listed by a peer) but is not ``connected`` to, with an address and not
+        in dial backoff: the senders bounded ingress may select and then dial (``_dial_selected``)."""
         now = time.monotonic()
         cutoff = now - 3 * _PEERS_REFRESH_S
         out: set[ID] = set()
@@ -243,7 +242,7 @@ class PushMesh:
             for text, (peer, addrs) in learned.peers.items():
                 if not addrs or peer in connected or peer == self._my_id or not self._admits(text):
                     continue
-                if (self._dial_backoff.get(text) or (0, 0.0))[1] > now:
+                if self._backed_off(text, now):
                     continue
                 out.add(peer)
         return out
@@ -309,13 +308,9 @@ class PushMesh:
         self._send_selection()
 
     def _send_selection(self) -> None:
-        for peer, want in self.selection.pending(set(self._outbound)):
+        for peer, want, age in self.selection.pending(set(self._outbound)):
             out = self._outbound[peer]
             try:
-                # a catch-up only on a new stream (a sender just dialled); on a flip the frame arrives within
-                # a round trip, and catching up there would bring a slow sender's previous round
-                fresh = peer not in self.selection.told
-                age = self.selection.age() if fresh else None
                 out.send.send_nowait(encode_frame(KIND_SELECT, select_body(want, age)))
             except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
                 continue  # retried on the next tick
@@ -472,7 +467,7 @@ class PushMesh:
                 self._first_learned.put(text, now)
             if text < mine and now - first < _DIAL_YIELD_S:
                 continue  # the smaller id dials; we step in only if it has not
-            if (self._dial_backoff.get(text) or (0, 0.0))[1] > now:
+            if self._backed_off(text, now):
                 continue
             if self._follower.held(text, now):
                 continue  # we closed it as idle: not again before the hold-off, unless selected
@@ -490,10 +485,14 @@ class PushMesh:
         now = time.monotonic()
         for text in sorted(chosen - connected_texts - self._dialling):
             addrs = self._learned_addrs(text)
-            if not addrs or (self._dial_backoff.get(text) or (0, 0.0))[1] > now or not self._admits(text):
+            if not addrs or self._backed_off(text, now) or not self._admits(text):
                 continue
             self._dialling.add(text)
             nursery.start_soon(self._dial, text, addrs)
+
+    def _backed_off(self, text: str, now: float) -> bool:
+        """Is a dial of ``text`` still in its backoff after failures (``_dial``)?"""
+        return (self._dial_backoff.get(text) or (0, 0.0))[1] > now
 
     def _learned_addrs(self, text: str) -> tuple[str, ...]:
         for learned in self._learned.values():
@@ -505,7 +504,7 @@ class PushMesh:
     def _prune(self, nursery: trio.Nursery, connected: set[ID]) -> None:
         """Beyond ``max_peers`` connections, close the idle ones (``follow``)."""
         over = len(connected) - self.max_peers
-        for peer in self._follower.idle(connected, self.selection, self._protected(), over, time.monotonic()):
+        for peer in self._follower.idle(connected, self.selection, self._protected, over, time.monotonic()):
             self.counters.pruned += 1
             nursery.start_soon(self._disconnect, peer)
 

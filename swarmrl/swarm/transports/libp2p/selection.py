@@ -87,18 +87,20 @@ class SelectState:
             self.chosen_at = time.monotonic()
         self.selection = senders
 
-    def pending(self, outbound: set[ID]) -> list[tuple[ID, bool]]:
-        """SELECT frames to send: peers with an outbound stream that support selection and have not been told
-        our current wish. A stream starts at 'wanted'; a chosen sender is still told so on a new stream, with
-        the age of the choice (its catch-up); under "everyone" a new stream needs no frame."""
-        out = []
+    def pending(self, outbound: set[ID]) -> list[tuple[ID, bool, float | None]]:
+        """SELECT frames to send, as (peer, want, age): peers with an outbound stream that support selection
+        and have not been told our current wish. A stream starts at 'wanted'; a chosen sender is still told
+        so on a new stream, with the age of the choice (its catch-up); under "everyone" a new stream needs no
+        frame. A flip on a told stream carries no age: its frame arrives within a round trip, and a catch-up
+        there would bring a slow sender's previous round."""
+        out: list[tuple[ID, bool, float | None]] = []
         for peer in outbound:
             if peer not in self.supporting:
                 continue
             wish = self.wished(peer)
             default = self.selection is None or not wish
             if self.told.get(peer, default) != wish:
-                out.append((peer, wish))
+                out.append((peer, wish, self.age() if peer not in self.told else None))
         return out
 
     def age(self) -> float:

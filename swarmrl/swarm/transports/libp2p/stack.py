@@ -324,7 +324,7 @@ class Libp2pStack:
             max_peers=cfg.max_peers,
             connect_timeout_s=cfg.connect_timeout_s,
             frame_timeout_s=cfg.push_frame_timeout_s,
-            protected=lambda: protected_peers(cfg.bootstrap),
+            protected=protected_peers(cfg.bootstrap),
         )
         host.set_stream_handler(PUSH_PROTOCOL, push.handle_inbound)
         push.select(self.selection)
@@ -572,7 +572,7 @@ class Libp2pStack:
             ready = mesh.ready_peers() if mesh is not None else set()
             self.counters.direct_peers = len(ready)
             self.member_snapshot = tuple(p.to_base58() for p in ready)
-            far = mesh.far_members() if mesh is not None and self.config.bounded_ingress else set()
+            far = mesh.far_members(live) if mesh is not None and self.config.bounded_ingress else set()
             self.far_snapshot = tuple(p.to_base58() for p in far)
             self.counters.push_covers_members = mesh is not None and mesh.covers_all_members()
             if live == last_live and now - refreshed_at < _SNAPSHOT_REFRESH_S and last_count >= 0:
